@@ -1,0 +1,199 @@
+//! The HTTP client the metadata sources and the registry share: retries and headers
+//! (bosh-utils `httpclient.RetryClient`, `infrastructure/http_metadata_service.go`).
+//!
+//! Go retries every non-2xx answer, so a missing SSH key (404) costs ten seconds of boot. We retry what
+//! can heal (connection errors, timeouts, 408, 429 and 5xx) and take any other answer as final.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+use crate::source::{Error, Retry};
+
+/// Per-request time limit; a metadata service answers in milliseconds or not at all.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect time limit.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A retrying HTTP client.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    client: reqwest::Client,
+    retry: Retry,
+}
+
+/// A final answer: the status and the whole body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+}
+
+impl HttpClient {
+    pub(crate) fn new(retry: Retry) -> HttpClient {
+        // Building fails only when the TLS backend cannot initialise; this client has none.
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        HttpClient { client, retry }
+    }
+
+    /// Sends a request until it gets a final answer or runs out of attempts. `url` may carry
+    /// `user:password@`, which becomes basic auth.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Answer, Error> {
+        let (url, credentials) = split_credentials(url)?;
+        let attempts = self.retry.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.client.request(method.clone(), url.clone());
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            if let Some((user, password)) = &credentials {
+                request = request.basic_auth(user, Some(password));
+            }
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Ok(body) => Ok((status, body.to_vec())),
+                        Err(err) => Err(err),
+                    }
+                }
+                Err(err) => Err(err),
+            };
+            let retryable = match &outcome {
+                Ok((status, _)) => is_retryable(*status),
+                Err(_) => true,
+            };
+            if !retryable || attempt >= attempts {
+                return match outcome {
+                    Ok((status, body)) => Ok(Answer {
+                        status,
+                        body,
+                        attempts: attempt,
+                    }),
+                    Err(source) => Err(Error::Request {
+                        url: redact_url(&url),
+                        attempts: attempt,
+                        source: source.without_url(),
+                    }),
+                };
+            }
+            match &outcome {
+                Ok((status, _)) => {
+                    tracing::debug!(url = %redact_url(&url), %status, attempt, "retrying request")
+                }
+                Err(err) => {
+                    tracing::debug!(url = %redact_url(&url), error = %err, attempt, "retrying request")
+                }
+            }
+            tokio::time::sleep(self.retry.delay).await;
+        }
+    }
+
+    /// GETs `url` and requires a 2xx answer.
+    pub(crate) async fn get_ok(
+        &self,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, Error> {
+        let answer = self.send(Method::GET, url, headers).await?;
+        if answer.status.is_success() {
+            Ok(answer.body)
+        } else {
+            Err(Error::Status {
+                url: redact_url_str(url),
+                status: answer.status.as_u16(),
+                attempts: answer.attempts,
+            })
+        }
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Takes `user:password@` out of a URL (percent-decoded), for basic auth.
+fn split_credentials(text: &str) -> Result<(url::Url, Option<(String, String)>), Error> {
+    let mut url = url::Url::parse(text).map_err(|source| Error::Url {
+        url: redact_url_str(text),
+        source,
+    })?;
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok((url, None));
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = decode(url.username());
+    let password = decode(url.password().unwrap_or(""));
+    // Both calls succeed on URLs with a host, which a URL with credentials has.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, Some((user, password))))
+}
+
+/// A URL fit for logs and error texts: credentials replaced.
+pub(crate) fn redact_url(url: &url::Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("REDACTED"));
+    }
+    url.to_string()
+}
+
+/// [`redact_url`] for a URL that may not parse.
+pub(crate) fn redact_url_str(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) => redact_url(&url),
+        Err(_) => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_for_basic_auth() {
+        let (url, credentials) =
+            split_credentials("http://admin:p%40ss@127.0.0.1:25777/x").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:25777/x");
+        assert_eq!(credentials, Some(("admin".to_owned(), "p@ss".to_owned())));
+    }
+
+    #[test]
+    fn urls_in_errors_hide_passwords() {
+        assert_eq!(
+            redact_url_str("http://u:secret@h/p"),
+            "http://u:REDACTED@h/p"
+        );
+        assert_eq!(redact_url_str("http://h/p"), "http://h/p");
+    }
+
+    #[test]
+    fn only_healing_statuses_are_retried() {
+        assert!(is_retryable(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(is_retryable(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!is_retryable(StatusCode::NOT_FOUND));
+        assert!(!is_retryable(StatusCode::OK));
+    }
+}
