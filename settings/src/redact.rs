@@ -42,7 +42,7 @@ pub fn redact(value: &mut Value) {
         Value::Object(map) => {
             for (key, item) in map.iter_mut() {
                 let key = key.to_ascii_lowercase();
-                if SECRET_KEYS.iter().any(|secret| key.contains(secret)) && !is_empty(item) {
+                if SECRET_KEYS.iter().any(|secret| key.contains(secret)) && is_secret_value(item) {
                     *item = Value::String(REDACTED.to_owned());
                 } else {
                     redact(item);
@@ -59,11 +59,13 @@ pub fn redact(value: &mut Value) {
     }
 }
 
-fn is_empty(value: &Value) -> bool {
+/// Whether a value under a secret-sounding key holds a secret: flags such as `keep_root_password` and
+/// empty strings do not, so an operator still sees them.
+fn is_secret_value(value: &Value) -> bool {
     match value {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        _ => false,
+        Value::Null | Value::Bool(_) => false,
+        Value::String(s) => !s.is_empty(),
+        _ => true,
     }
 }
 
@@ -89,7 +91,8 @@ mod tests {
             "mbus": "nats://nats:nats-password@10.0.0.6:4222",
             "env": {"bosh": {"password": "$6$crypt", "mbus": {"cert": {"ca": "CA", "private_key": "KEY"}}}},
             "blobstore": {"options": {"user": "agent", "password": "pw", "secret_access_key": "s3", "endpoint": "http://h"}},
-            "empty": {"password": ""}
+            "empty": {"password": ""},
+            "keep_root_password": true
         });
         redact(&mut value);
         assert_eq!(value["mbus"], "nats://nats:<redacted>@10.0.0.6:4222");
@@ -105,5 +108,6 @@ mod tests {
         assert_eq!(value["blobstore"]["options"]["endpoint"], "http://h");
         // An empty secret stays empty, so an operator can see it is unset.
         assert_eq!(value["empty"]["password"], "");
+        assert_eq!(value["keep_root_password"], true);
     }
 }

@@ -337,7 +337,9 @@ impl SourceChain {
         (Err(err), attempts)
     }
 
-    /// Fetches the IaaS SSH key the same way, pinning its own source.
+    /// Fetches the IaaS SSH key, pinning the first source that has one. Go pins the first source that
+    /// does not fail, so an HTTP source without `SSHKeysPath` hid the key a config drive behind it
+    /// holds; here a source without a key lets the next one answer.
     pub async fn public_ssh_key(&self) -> Result<Option<String>, Error> {
         let pinned = *self
             .pinned_ssh_key
@@ -348,23 +350,29 @@ impl SourceChain {
             None => (0..self.sources.len()).collect(),
         };
         let mut attempts = Vec::new();
+        let mut answered = false;
         for index in order {
             let source = &self.sources[index];
             match source.public_ssh_key().await {
-                Ok(key) => {
+                Ok(Some(key)) => {
                     *self
                         .pinned_ssh_key
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()) = Some(index);
-                    return Ok(key);
+                    return Ok(Some(key));
                 }
+                Ok(None) => answered = true,
                 Err(err) => attempts.push(Attempt {
                     source: source.describe(),
                     error: Some(error_chain(&err)),
                 }),
             }
         }
-        Err(Error::AllFailed { attempts })
+        if answered {
+            Ok(None)
+        } else {
+            Err(Error::AllFailed { attempts })
+        }
     }
 }
 

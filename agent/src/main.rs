@@ -1,0 +1,149 @@
+//! `bosh-agent`: the command line of the Go agent (`main/agent.go`, `app/options.go`):
+//! `-P <platform> -C <agent.json> -M <supervisor> -b <base dir> -v`, with `-r` and `-no-alerts`
+//! accepted and ignored, plus the `settings` subcommand that shows where settings come from.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use settings::source::{Retry, SourceChain, SourceContext};
+use settings::{AgentConfig, Dirs, SettingsService};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bosh-agent",
+    about = "The BOSH agent",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Platform: ubuntu (or linux) for a real VM, dummy for tests and the director's integration suite.
+    #[arg(short = 'P', global = true, default_value = "ubuntu")]
+    platform: String,
+    /// Path of agent.json.
+    #[arg(short = 'C', global = true)]
+    config: Option<PathBuf>,
+    /// Job supervisor: monit, dummy or dummy-nats.
+    #[arg(short = 'M', global = true, default_value = "monit")]
+    supervisor: String,
+    /// Base directory.
+    #[arg(short = 'b', global = true, default_value = settings::dirs::DEFAULT_BASE_DIR)]
+    base_dir: PathBuf,
+    /// Print the version and exit.
+    #[arg(short = 'v')]
+    version: bool,
+    /// Accepted and ignored, as in the Go agent.
+    #[arg(short = 'r', hide = true)]
+    ignored_r: bool,
+    /// Accepted and ignored, as in the Go agent (written `-no-alerts`).
+    #[arg(long = "no-alerts", hide = true)]
+    no_alerts: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the settings as the agent does at boot and show every source tried, with secrets redacted.
+    Settings {
+        /// Attempts per HTTP request of the HTTP, InstanceMetadata and registry sources.
+        #[arg(long, default_value_t = 10)]
+        attempts: u32,
+        /// Milliseconds between those attempts.
+        #[arg(long, default_value_t = 1000)]
+        retry_delay_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    // The Go agent's flags are Go-style: `-no-alerts` with one dash.
+    let args = std::env::args_os().map(|arg| {
+        if arg == "-no-alerts" {
+            "--no-alerts".into()
+        } else {
+            arg
+        }
+    });
+    let cli = Cli::parse_from(args);
+    if cli.version {
+        println!("{} [DEV BUILD]", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    // `settings` reports every failure itself; its log shows only what the report cannot.
+    init_logging(if matches!(cli.command, Some(Command::Settings { .. })) {
+        "error"
+    } else {
+        "info"
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bosh-agent: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("bosh-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let platform = platform::PlatformName::parse(&cli.platform)?;
+    let config_path = cli.config.clone().context("-C <agent.json> is required")?;
+    let dirs = Dirs::new(&cli.base_dir);
+    let mounter = platform::drive_mounter(platform);
+    match cli.command {
+        Some(Command::Settings {
+            attempts,
+            retry_delay_ms,
+        }) => {
+            let retry = Retry {
+                attempts,
+                delay: Duration::from_millis(retry_delay_ms),
+            };
+            let mut stdout = std::io::stdout().lock();
+            let outcome =
+                agent::settings_command::run(&config_path, dirs, mounter, retry, &mut stdout)
+                    .await?;
+            Ok(match outcome {
+                agent::settings_command::Outcome::SourceAnswered => ExitCode::SUCCESS,
+                agent::settings_command::Outcome::CacheOnly => ExitCode::from(2),
+                agent::settings_command::Outcome::NoSettings => ExitCode::FAILURE,
+            })
+        }
+        None => {
+            let config = AgentConfig::from_path(&config_path)?;
+            let context = SourceContext {
+                mounter,
+                retry: Retry::default(),
+            };
+            let chain =
+                SourceChain::from_options(&config.infrastructure.settings.sources, &context)?;
+            let service = SettingsService::new(dirs, chain);
+            let loaded = service.load().await.context("loading settings")?;
+            tracing::info!(origin = ?loaded.origin, agent_id = %service.settings().agent_id, "settings loaded");
+            anyhow::bail!(
+                "settings are loaded, but the message bus is not built yet, so the agent cannot serve the director"
+            )
+        }
+    }
+}
+
+/// Logs to stderr, like the Go agent (the stemcell's service manager keeps it); `BOSH_AGENT_LOG`
+/// overrides `default_level` with a `tracing` filter such as `debug` or `settings=trace`.
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOSH_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
