@@ -132,9 +132,7 @@ impl SettingsService {
                     let tmpfs = settings.env.bosh.agent.settings.tmpfs;
                     settings.update_settings =
                         read_update_settings(&dirs.update_settings_file(tmpfs))?;
-                    let path = dirs.settings_file(tmpfs);
-                    atomic_file::write(&path, &settings.to_json(), STATE_FILE_MODE)
-                        .map_err(|source| Error::Write { path, source })?;
+                    write_state_file(&dirs.settings_file(tmpfs), &settings)?;
                     Ok(settings)
                 })
                 .await?;
@@ -251,6 +249,16 @@ impl SettingsService {
         atomic_file::write(&path, &json, STATE_FILE_MODE)
             .map_err(|source| Error::Write { path, source })
     }
+}
+
+/// Encodes `value` and replaces the state file at `path` with it, atomically, mode 0600.
+fn write_state_file(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
+    let write_error = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let json = serde_json::to_vec(value).map_err(|err| write_error(io::Error::other(err)))?;
+    atomic_file::write(path, &json, STATE_FILE_MODE).map_err(write_error)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -82,9 +82,8 @@ impl Settings {
     }
 
     /// Encodes the document as the Go agent writes `settings.json` (without `update_settings`).
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serialising plain structs, strings and maps with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
     /// The first mbus URL: `update_settings.mbus.urls`, then `env.bosh.mbus.urls`, then `mbus`.

@@ -219,7 +219,7 @@ fn raw_ephemeral_and_routes_use_go_field_names() {
         settings.raw_ephemeral_disk_settings()[0].path,
         "/dev/nvme1n1"
     );
-    let json: serde_json::Value = serde_json::from_slice(&settings.to_json()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&settings.to_json().unwrap()).unwrap();
     assert_eq!(json["disks"]["raw_ephemeral"][0]["ID"], "nvme-1");
     assert_eq!(json["disks"]["raw_ephemeral"][0]["Path"], "/dev/nvme1n1");
     assert_eq!(
