@@ -4,7 +4,9 @@
 //! Loading asks the [`SourceChain`]; on success it lays `bosh/update_settings.json` over the settings
 //! and rewrites the cache `bosh/settings.json` atomically (mode 0600: it holds the mbus private key and
 //! blobstore credentials). When every source fails, the cache is used; when the cache is missing or
-//! unusable too, the sources' error is returned (with what was wrong with the cache). A bad document
+//! unusable too, the sources' error is returned (with what was wrong with the cache). In tmpfs mode
+//! the cache lives on the settings tmpfs (`bosh/settings/settings.json`), which survives an agent
+//! restart but not a reboot; the fallback looks there when there is no `bosh/settings.json`. A bad document
 //! never replaces a good cache: only settings that parsed and carry an `agent_id` are written.
 //!
 //! Persistent disk hints (`bosh/persistent_disk_hints.json`, written by `add_persistent_disk`) are
@@ -139,9 +141,15 @@ impl SettingsService {
                 (settings, origin)
             }
             Err(source_error) => {
-                // Until settings are known, tmpfs mode is not; the cache is where a non-tmpfs boot left it.
-                let path = self.dirs.settings_file(false);
                 let cached = blocking(move || {
+                    // Until settings are known, tmpfs mode is not: take the cache where a normal boot
+                    // leaves it, else where a tmpfs-mode agent left it before restarting (the tmpfs
+                    // outlives the agent, not the VM). Go only looks at the first.
+                    let path = [false, true]
+                        .map(|tmpfs| dirs.settings_file(tmpfs))
+                        .into_iter()
+                        .find(|path| path.exists())
+                        .unwrap_or_else(|| dirs.settings_file(false));
                     let mut settings = read_cache(&path)?;
                     let tmpfs = settings.env.bosh.agent.settings.tmpfs;
                     settings.update_settings =
@@ -315,7 +323,7 @@ fn cache_problem(err: &Error) -> String {
             )
         }
         other => format!(
-            "no source answered and the cached settings are unusable ({})",
+            "no source answered and falling back to the cache failed ({})",
             source::error_chain(other)
         ),
     }

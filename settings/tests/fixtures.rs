@@ -180,3 +180,26 @@ async fn sample_settings_round_trip_through_the_service_cache() {
     let cached = Settings::parse(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(cached, expected);
 }
+
+/// The re-encoded sample is what the Go agent writes to `settings.json`: its field names (JSON tags,
+/// Go names for untagged structs such as `raw_ephemeral` entries), its field order, and `omitempty`.
+/// Refresh the golden file with `UPDATE_EXPECT=1 cargo test -p settings`.
+#[test]
+fn sample_settings_re_encode_as_the_go_agent_writes_them() {
+    let mut settings = Settings::parse(&read_fixture("shared/settings-sample.json")).unwrap();
+    settings.disks.raw_ephemeral = vec![settings::model::DiskSettings {
+        id: "raw-0".into(),
+        path: "/dev/nvme1n1".into(),
+        ..Default::default()
+    }];
+    let encoded = String::from_utf8(settings.to_json().unwrap()).unwrap() + "\n";
+    let golden = fixture("golden/settings-sample.reencoded.json");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&golden, &encoded).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(
+        encoded, expected,
+        "re-encoding changed; if that is intended, refresh with UPDATE_EXPECT=1"
+    );
+}

@@ -198,3 +198,38 @@ async fn unknown_instance_at_the_registry_is_an_error_with_the_status() {
     assert!(text.contains("admin:REDACTED@"), "{text}");
     assert!(!text.contains("secret"), "the password leaked: {text}");
 }
+
+#[tokio::test]
+async fn an_instance_id_is_escaped_as_one_path_segment() {
+    let server = TestServer::start().await;
+    let registry = format!("http://127.0.0.1:{}", server.port());
+    server.route(
+        "GET",
+        "/latest/user-data",
+        vec![(
+            200,
+            format!(r#"{{"registry":{{"endpoint":"{registry}"}}}}"#),
+        )],
+    );
+    server.route(
+        "GET",
+        "/latest/meta-data/instance-id",
+        vec![(200, "i-1/../x y".to_owned())],
+    );
+    let source = HttpMetadataSource::try_new(
+        &HttpSourceOptions {
+            uri: server.url(),
+            user_data_path: "/latest/user-data".into(),
+            instance_id_path: "/latest/meta-data/instance-id".into(),
+            ..HttpSourceOptions::default()
+        },
+        retry(1),
+    )
+    .unwrap();
+    let _ = source.settings().await;
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        paths.contains(&"/instances/i-1%2F..%2Fx%20y/settings".to_owned()),
+        "{paths:?}"
+    );
+}

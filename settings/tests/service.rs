@@ -162,7 +162,7 @@ async fn a_corrupt_cache_is_reported_and_left_untouched() {
     let err = fx.service().load().await.unwrap_err();
 
     let text = error_chain(&err);
-    assert!(text.contains("the cached settings are unusable"), "{text}");
+    assert!(text.contains("falling back to the cache failed"), "{text}");
     assert!(
         text.contains(&format!("parsing {}", fx.cache().display())),
         "{text}"
@@ -461,4 +461,26 @@ async fn chain_pins_the_source_that_answered_first() {
     assert!(result.is_err());
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].source, second_name);
+}
+
+#[tokio::test]
+async fn a_tmpfs_mode_cache_is_used_after_an_agent_restart() {
+    // In tmpfs mode the cache lives on the settings tmpfs; a restarted agent whose source is gone
+    // finds it there when there is no cache in bosh/.
+    let base = tempfile::tempdir().unwrap();
+    let dirs = settings::Dirs::new(base.path());
+    let mut cached = settings::Settings::parse(br#"{"agent_id":"agent-tmpfs"}"#).unwrap();
+    cached.env.bosh.agent.settings.tmpfs = true;
+    settings::atomic_file::write(&dirs.settings_file(true), &cached.to_json().unwrap(), 0o600)
+        .unwrap();
+    let chain = settings::source::SourceChain::new(vec![Box::new(
+        settings::source::FileSource::new(base.path().join("gone.json")),
+    )]);
+    let service = settings::SettingsService::new(dirs.clone(), chain);
+    let loaded = service.load().await.unwrap();
+    assert_eq!(
+        loaded.origin,
+        settings::service::Origin::Cache(dirs.settings_file(true))
+    );
+    assert_eq!(service.settings().agent_id, "agent-tmpfs");
 }

@@ -47,7 +47,9 @@ pub struct BoshEnv {
     pub run_dir: RunDir,
     /// Blobstores, the first of which wins over the top-level `blobstore`.
     pub blobstores: Vec<Blobstore>,
-    /// NTP servers; when present (even empty) they win over the top-level `ntp`.
+    /// NTP servers; when present (even empty) they win over the top-level `ntp`. Go tags this
+    /// `omitempty`, so an empty list vanished from its cache and the top-level servers came back on
+    /// the next boot from the cache; an empty list is written here, and only an absent one is omitted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ntp: Option<Vec<String>>,
     /// How many packages `prepare` and `apply` fetch at once (default 5).

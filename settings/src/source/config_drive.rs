@@ -5,8 +5,8 @@
 //! read with [`ConfigDrive::from_dir`], and unmounted; the first device that reads wins. Settings are the
 //! user data at `UserDataPath` (JSON; or registry pointers, see `registry.rs`). The SSH key comes from
 //! the meta data at `MetaDataPath`: `public-keys."0"."openssh-key"` in the EC2 layout
-//! (`ec2/latest/meta-data.json`), as in Go, or the first of `public_keys` in the OpenStack layout
-//! (`openstack/latest/meta_data.json`), which the Go agent does not read.
+//! (`ec2/latest/meta-data.json`), as in Go, or else the first of `public_keys` by key name in the
+//! OpenStack layout (`openstack/latest/meta_data.json`), which the Go agent does not read.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -75,7 +75,8 @@ impl HttpClient {
             };
             let retryable = match &outcome {
                 Ok((status, _)) => is_retryable(*status),
-                Err(_) => true,
+                // A request that cannot be built or a redirect loop will not heal by waiting.
+                Err(err) => !err.is_builder() && !err.is_redirect(),
             };
             if !retryable || attempt >= attempts {
                 return match outcome {
@@ -120,6 +121,19 @@ impl HttpClient {
             })
         }
     }
+}
+
+/// Checks headers from `agent.json` up front, so a bad one is refused when the source is built
+/// instead of failing every request.
+pub(crate) fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (name, value) in headers {
+        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            return Err(Error::Header { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 fn is_retryable(status: StatusCode) -> bool {
@@ -187,6 +201,19 @@ mod tests {
             "http://u:REDACTED@h/p"
         );
         assert_eq!(redact_url_str("http://h/p"), "http://h/p");
+    }
+
+    #[test]
+    fn headers_that_http_cannot_carry_are_refused() {
+        let good = BTreeMap::from([("Metadata-Flavor".to_owned(), "Google".to_owned())]);
+        validate_headers(&good).unwrap();
+        let bad_value = BTreeMap::from([("X-Token".to_owned(), "a\nb".to_owned())]);
+        assert_eq!(
+            validate_headers(&bad_value).unwrap_err().to_string(),
+            "invalid HTTP header \"X-Token\" in the source options"
+        );
+        let bad_name = BTreeMap::from([("Bad Name".to_owned(), "v".to_owned())]);
+        assert!(validate_headers(&bad_name).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::agent_config::HttpSourceOptions;
 use crate::model::Settings;
-use crate::source::http_client::{HttpClient, redact_url_str};
+use crate::source::http_client::{self, HttpClient, redact_url_str};
 use crate::source::{BoxFuture, Error, Retry, Source, UserData, registry};
 
 /// The IMDSv2 token request header and the TTL the Go agent asks for.
@@ -33,12 +33,13 @@ pub struct HttpMetadataSource {
 }
 
 impl HttpMetadataSource {
-    /// A source for `options`; fails when `URI` is not a URL.
+    /// A source for `options`; fails when `URI` is not a URL or a header cannot be sent.
     pub fn try_new(options: &HttpSourceOptions, retry: Retry) -> Result<HttpMetadataSource, Error> {
         url::Url::parse(&options.uri).map_err(|source| Error::Url {
             url: redact_url_str(&options.uri),
             source,
         })?;
+        http_client::validate_headers(&options.headers)?;
         Ok(HttpMetadataSource {
             options: options.clone(),
             client: HttpClient::new(retry),

@@ -3,7 +3,7 @@
 
 use crate::agent_config::InstanceMetadataSourceOptions;
 use crate::model::Settings;
-use crate::source::http_client::{HttpClient, redact_url_str};
+use crate::source::http_client::{self, HttpClient, redact_url_str};
 use crate::source::{BoxFuture, Error, Retry, Source};
 
 /// Reads settings from one metadata URL.
@@ -14,7 +14,7 @@ pub struct InstanceMetadataSource {
 }
 
 impl InstanceMetadataSource {
-    /// A source for `options`; fails when `URI` is not a URL.
+    /// A source for `options`; fails when `URI` is not a URL or a header cannot be sent.
     pub fn try_new(
         options: &InstanceMetadataSourceOptions,
         retry: Retry,
@@ -23,6 +23,7 @@ impl InstanceMetadataSource {
             url: redact_url_str(&options.uri),
             source,
         })?;
+        http_client::validate_headers(&options.headers)?;
         Ok(InstanceMetadataSource {
             options: options.clone(),
             client: HttpClient::new(retry),

@@ -12,7 +12,8 @@
 //! How to add a source:
 //! 1. add its options to [`crate::agent_config::SourceOptions`] under the `Type` it is written with;
 //! 2. add a module here with a type implementing [`Source`], parsing in pure functions apart from IO;
-//! 3. build it in [`SourceChain::from_options`] and test it in `tests/sources.rs`.
+//! 3. build it in [`SourceChain::from_options`] and test it in `tests/` (`http_sources.rs` or
+//!    `drive_sources.rs`).
 
 mod cdrom;
 mod config_drive;
@@ -145,6 +146,12 @@ pub enum Error {
         /// The cause.
         #[source]
         source: url::ParseError,
+    },
+    /// A header in the source options cannot be sent over HTTP.
+    #[error("invalid HTTP header {name:?} in the source options")]
+    Header {
+        /// The header's name.
+        name: String,
     },
     /// An HTTP request failed after all retries.
     #[error("requesting {url} ({attempts} attempts)")]

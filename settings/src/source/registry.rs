@@ -27,10 +27,19 @@ pub(crate) async fn fetch_with(
     endpoint: &str,
     instance_id: &str,
 ) -> Result<Settings, Error> {
-    let url = format!(
-        "{}/instances/{instance_id}/settings",
-        endpoint.trim_end_matches('/')
-    );
+    // The id comes from user data or the metadata service: escape it as one path segment.
+    let mut url = url::Url::parse(endpoint).map_err(|source| Error::Url {
+        url: redact_url_str(endpoint),
+        source,
+    })?;
+    url.path_segments_mut()
+        .map_err(|()| Error::Url {
+            url: redact_url_str(endpoint),
+            source: url::ParseError::RelativeUrlWithCannotBeABaseBase,
+        })?
+        .pop_if_empty()
+        .extend(["instances", instance_id, "settings"]);
+    let url = url.to_string();
     let body = client.get_ok(&url, &BTreeMap::new()).await?;
     let what = redact_url_str(&url);
     let answer: RegistryAnswer = gojson::from_slice(&body).map_err(|source| Error::Parse {
