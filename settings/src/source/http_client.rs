@@ -123,9 +123,17 @@ impl HttpClient {
     }
 }
 
-/// Checks headers from `agent.json` up front, so a bad one is refused when the source is built
-/// instead of failing every request.
-pub(crate) fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
+/// Checks a source's base URL and headers from `agent.json` up front, so a bad one is refused when
+/// the source is built instead of failing every request.
+pub(crate) fn validate_options(uri: &str, headers: &BTreeMap<String, String>) -> Result<(), Error> {
+    url::Url::parse(uri).map_err(|source| Error::Url {
+        url: redact_url_str(uri),
+        source,
+    })?;
+    validate_headers(headers)
+}
+
+fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
     for (name, value) in headers {
         let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
             && reqwest::header::HeaderValue::from_str(value).is_ok();

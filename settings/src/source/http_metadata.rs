@@ -35,11 +35,7 @@ pub struct HttpMetadataSource {
 impl HttpMetadataSource {
     /// A source for `options`; fails when `URI` is not a URL or a header cannot be sent.
     pub fn try_new(options: &HttpSourceOptions, retry: Retry) -> Result<HttpMetadataSource, Error> {
-        url::Url::parse(&options.uri).map_err(|source| Error::Url {
-            url: redact_url_str(&options.uri),
-            source,
-        })?;
-        http_client::validate_headers(&options.headers)?;
+        http_client::validate_options(&options.uri, &options.headers)?;
         Ok(HttpMetadataSource {
             options: options.clone(),
             client: HttpClient::new(retry),

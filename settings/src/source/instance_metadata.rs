@@ -19,11 +19,7 @@ impl InstanceMetadataSource {
         options: &InstanceMetadataSourceOptions,
         retry: Retry,
     ) -> Result<InstanceMetadataSource, Error> {
-        url::Url::parse(&options.uri).map_err(|source| Error::Url {
-            url: redact_url_str(&options.uri),
-            source,
-        })?;
-        http_client::validate_headers(&options.headers)?;
+        http_client::validate_options(&options.uri, &options.headers)?;
         Ok(InstanceMetadataSource {
             options: options.clone(),
             client: HttpClient::new(retry),

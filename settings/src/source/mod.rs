@@ -296,14 +296,7 @@ impl SourceChain {
 
     /// Like [`SourceChain::settings`], also returning every attempt made.
     pub async fn settings_with_attempts(&self) -> (Result<Settings, Error>, Vec<Attempt>) {
-        let pinned = *self
-            .pinned_settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let order: Vec<usize> = match pinned {
-            Some(index) => vec![index],
-            None => (0..self.sources.len()).collect(),
-        };
+        let order = self.order(&self.pinned_settings);
         let mut attempts = Vec::new();
         for index in order {
             let source = &self.sources[index];
@@ -323,10 +316,7 @@ impl SourceChain {
                         source: description,
                         error: None,
                     });
-                    *self
-                        .pinned_settings
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(index);
+                    pin(&self.pinned_settings, index);
                     return (Ok(settings), attempts);
                 }
                 Err(err) => {
@@ -348,24 +338,14 @@ impl SourceChain {
     /// does not fail, so an HTTP source without `SSHKeysPath` hid the key a config drive behind it
     /// holds; here a source without a key lets the next one answer.
     pub async fn public_ssh_key(&self) -> Result<Option<String>, Error> {
-        let pinned = *self
-            .pinned_ssh_key
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let order: Vec<usize> = match pinned {
-            Some(index) => vec![index],
-            None => (0..self.sources.len()).collect(),
-        };
+        let order = self.order(&self.pinned_ssh_key);
         let mut attempts = Vec::new();
         let mut answered = false;
         for index in order {
             let source = &self.sources[index];
             match source.public_ssh_key().await {
                 Ok(Some(key)) => {
-                    *self
-                        .pinned_ssh_key
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(index);
+                    pin(&self.pinned_ssh_key, index);
                     return Ok(Some(key));
                 }
                 Ok(None) => answered = true,
@@ -381,6 +361,20 @@ impl SourceChain {
             Err(Error::AllFailed { attempts })
         }
     }
+}
+
+impl SourceChain {
+    /// The pinned source alone, or every source in order.
+    fn order(&self, pinned: &Mutex<Option<usize>>) -> Vec<usize> {
+        match *pinned.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(index) => vec![index],
+            None => (0..self.sources.len()).collect(),
+        }
+    }
+}
+
+fn pin(slot: &Mutex<Option<usize>>, index: usize) {
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
 }
 
 /// Renders an error with all its causes, `a: b: c`.
