@@ -99,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let platform = platform::PlatformName::parse(&cli.platform)?;
     let config_path = cli.config.clone().context("-C <agent.json> is required")?;
     let dirs = Dirs::new(&cli.base_dir);
-    let mounter = platform::drive_mounter(platform);
+    let mounter = platform::drive_mounter(platform, &dirs);
     match cli.command {
         Some(Command::Settings {
             attempts,

@@ -4,5 +4,8 @@
 // An integration test binary is a test module of its own.
 #![allow(clippy::tests_outside_test_module)]
 
+// The loopback HTTP server of the settings crate's tests, shared rather than written twice.
+#[path = "../../settings/tests/support/http_server.rs"]
+mod http_server;
 mod settings_cli;
 mod tidy;

@@ -50,14 +50,17 @@ impl PlatformName {
     }
 }
 
-/// The drive mounter of the named platform, for the settings sources.
-pub fn drive_mounter(name: PlatformName) -> Arc<dyn settings::source::Mounter> {
+/// The drive mounter of the named platform, for the settings sources; `dirs` is the agent's base dir.
+pub fn drive_mounter(
+    name: PlatformName,
+    dirs: &settings::Dirs,
+) -> Arc<dyn settings::source::Mounter> {
     match name {
         PlatformName::Linux => Arc::new(linux::drive::LinuxDriveMounter::new(
             Arc::new(cmd::SystemRunner),
             HostPaths::system(),
         )),
-        PlatformName::Dummy => Arc::new(dummy::drive::DummyDriveMounter),
+        PlatformName::Dummy => Arc::new(dummy::drive::DummyDriveMounter::new(dirs)),
     }
 }
 
