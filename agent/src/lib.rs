@@ -13,5 +13,6 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod protocol;
 #[cfg(feature = "daemon")]
 pub mod settings_command;
