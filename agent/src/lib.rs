@@ -1,10 +1,13 @@
 //! The BOSH agent: the `bosh-agent` binary and the library behind it.
 //!
-//! Today the agent loads its settings ([`settings_command`] is the `bosh-agent settings` diagnosis of
-//! where they come from). The message bus (NATS with mutual TLS, and the HTTPS mbus of
-//! `bosh create-env`), the dispatcher, the actions and the task service arrive with the message-bus
-//! issue, together with `protocol` (the wire types) and `client` (an agent client for directors and
-//! tests), which build without the `daemon` feature.
+//! The path of a request: [`bus::nats`] receives it on `agent.<agent_id>` → [`dispatch::Dispatcher`]
+//! decodes and routes it ([`action::route`], one module per method) → queries run at once, changes and
+//! tasks on the ordered instance lane, tasks tracked by [`task::TaskService`] → the response goes back
+//! on the request's `reply_to`. [`app::run`] wires settings, platform, supervisor, dispatcher, bus and
+//! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis.
+//!
+//! [`protocol`] (the wire types), [`client`] (an agent client for directors and tests) and [`tls`]
+//! build without the `daemon` feature.
 //!
 //! **Architecture invariant:** everything that needs the platform or the jobs crate sits behind the
 //! `daemon` feature, so a director depending on `agent` with `default-features = false` compiles no
@@ -13,6 +16,20 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+#[cfg(feature = "daemon")]
+pub mod action;
+#[cfg(feature = "daemon")]
+pub mod app;
+#[cfg(feature = "daemon")]
+pub mod bus;
+pub mod client;
+#[cfg(feature = "daemon")]
+pub mod dispatch;
+#[cfg(feature = "daemon")]
+pub mod heartbeat;
 pub mod protocol;
 #[cfg(feature = "daemon")]
 pub mod settings_command;
+#[cfg(feature = "daemon")]
+pub mod task;
+pub mod tls;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use settings::source::{Retry, SourceChain, SourceContext};
-use settings::{AgentConfig, Dirs, SettingsService};
+use settings::Dirs;
+use settings::source::Retry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,8 +98,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let platform = platform::PlatformName::parse(&cli.platform)?;
     let config_path = cli.config.clone().context("-C <agent.json> is required")?;
-    let dirs = Dirs::new(&cli.base_dir);
-    let mounter = platform::drive_mounter(platform, &dirs);
     match cli.command {
         Some(Command::Settings {
             attempts,
@@ -109,6 +107,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 attempts,
                 delay: Duration::from_millis(retry_delay_ms),
             };
+            let dirs = Dirs::new(&cli.base_dir);
+            let mounter = platform::drive_mounter(platform, &dirs);
             let mut stdout = std::io::stdout().lock();
             let outcome =
                 agent::settings_command::run(&config_path, dirs, mounter, retry, &mut stdout)
@@ -120,25 +120,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         None => {
-            let config = AgentConfig::from_path(&config_path)?;
-            let context = SourceContext {
-                mounter,
-                retry: Retry::default(),
+            let options = agent::app::Options {
+                platform,
+                config: config_path,
+                supervisor: cli.supervisor,
+                base_dir: cli.base_dir,
             };
-            let chain =
-                SourceChain::from_options(&config.infrastructure.settings.sources, &context)?;
-            let service = SettingsService::new(dirs, chain);
-            let loaded = service.load().await.context("loading settings")?;
-            tracing::info!(origin = ?loaded.origin, agent_id = %service.settings().agent_id, "settings loaded");
-            anyhow::bail!(
-                "settings are loaded, but the message bus is not built yet, so the agent cannot serve the director"
-            )
+            match agent::app::run(options, shutdown_signal()).await? {
+                // The Go agent exits 1 on a signal ("received signal").
+                agent::app::Exit::Shutdown => Ok(ExitCode::FAILURE),
+                agent::app::Exit::Restart => {
+                    tracing::info!("exiting so the service manager restarts the agent");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
     }
 }
 
-/// Logs to stderr, like the Go agent (the stemcell's service manager keeps it); `BOSH_AGENT_LOG`
-/// overrides `default_level` with a `tracing` filter such as `debug` or `settings=trace`.
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("installing signal handlers failed; the agent stops only when killed");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        _ = interrupt.recv() => tracing::info!("received SIGINT"),
+    }
+}
+
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOSH_AGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));

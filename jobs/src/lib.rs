@@ -2,8 +2,12 @@
 //! compilation, the monit-style supervisor and lifecycle scripts (drain, pre-start, post-start,
 //! errands).
 //!
-//! This crate is filled by the "Jobs and packages" issue; for now it only holds its place in the
-//! workspace. **Architecture invariant:** `jobs` knows no message bus; it uses `platform` for the OS.
+//! Today it holds the apply spec ([`apply_spec`]), which `get_state` and heartbeats report; the rest
+//! arrives with the jobs issue. **Architecture invariant:** `jobs` knows no message bus; it uses
+//! `platform` for the OS.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
+
+pub mod apply_spec;
+pub mod supervisor;

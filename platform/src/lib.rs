@@ -1,29 +1,115 @@
 //! The OS boundary of the BOSH agent: everything that runs a command, touches a device or reads a host
-//! path outside the base dir goes through this crate.
+//! path outside the base dir goes through this crate (`platform/platform_interface.go`).
 //!
+//! * [`Platform`]: the operations the agent's actions call, one module per concern for their errors:
+//!   [`disk`], [`user`], [`cert`], [`net`], [`power`], [`vitals`];
 //! * [`cmd`]: the only place that spawns processes ([`cmd::CommandRunner`], the real
-//!   [`cmd::SystemRunner`], and a recording fake in [`testing`]);
+//!   [`cmd::SystemRunner`], and a recording fake in `testing`, behind the `testing` feature);
 //! * [`host_paths`]: every host path (`/dev`, `/proc`, `/sys`, `/etc`) under a root that tests move;
+//!   [`mount`]: the host's mount table; [`name`]: outside names joined to paths;
 //! * [`linux`] and [`dummy`]: the two platforms. The dummy platform is a product feature (the BOSH
-//!   director's integration suite runs agents with `-P dummy`): it touches nothing outside the base dir.
+//!   director's integration suite runs agents with `-P dummy`): it keeps its state as JSON under the
+//!   base dir and writes nothing outside it.
 //!
-//! Today the crate mounts config drives and CD-ROMs for the settings sources
-//! ([`settings::source::Mounter`]); disks, networking, users and the rest arrive with the Linux
-//! platform issue. **Architecture invariant:** `platform` knows no protocol and no message bus.
+//! The crate also mounts config drives and CD-ROMs for the settings sources
+//! ([`settings::source::Mounter`]). On Linux only vitals, `is_mount_point` and the host key are real
+//! so far; the other operations fail with an `Unsupported` error until the Linux platform issue.
+//! **Architecture invariant:** `platform` knows no protocol and no message bus.
+//!
+//! To add an operation: add the method to [`Platform`] with its concern's `Error`, implement it in
+//! `dummy/` (state under the base dir, observable by tests) and in `linux/`.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod cert;
 pub mod cmd;
+pub mod disk;
 pub mod dummy;
 pub mod host_paths;
 pub mod linux;
+pub mod mount;
+pub mod name;
+pub mod net;
+pub mod power;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod user;
+pub mod vitals;
 
+use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
+use settings::model::DiskSettings;
+
 pub use host_paths::HostPaths;
+pub use vitals::Vitals;
+
+/// What the agent's actions ask of the VM. Every method blocks; the agent calls them inside
+/// `tokio::task::spawn_blocking`.
+pub trait Platform: Send + Sync + fmt::Debug {
+    /// Mounts the persistent disk `disk` on `mount_point` (`<base>/store`), creating the directory.
+    /// If the disk is already mounted this does nothing; if another disk occupies `mount_point`, the
+    /// disk goes on `<base>/store_migration_target` instead, ready for
+    /// [`migrate_persistent_disk`](Platform::migrate_persistent_disk). Records the disk CID in
+    /// `bosh/managed_disk_settings.json`.
+    fn mount_persistent_disk(
+        &self,
+        disk: &DiskSettings,
+        mount_point: &Path,
+    ) -> Result<(), disk::Error>;
+
+    /// Unmounts the persistent disk `disk`; `Ok(false)` if it was not mounted.
+    fn unmount_persistent_disk(&self, disk: &DiskSettings) -> Result<bool, disk::Error>;
+
+    /// Whether the persistent disk `disk` is mounted (anywhere).
+    fn is_persistent_disk_mounted(&self, disk: &DiskSettings) -> Result<bool, disk::Error>;
+
+    /// Whether something is mounted exactly on `path`.
+    fn is_mount_point(&self, path: &Path) -> Result<bool, disk::Error>;
+
+    /// Moves the data of the disk on `from_mount_point` to the disk on `to_mount_point`, unmounts the
+    /// old disk and mounts the new one on `from_mount_point` (`migrate_disk`).
+    fn migrate_persistent_disk(
+        &self,
+        from_mount_point: &Path,
+        to_mount_point: &Path,
+    ) -> Result<(), disk::Error>;
+
+    /// Makes `disk` known to jobs under `name` (`<base>/instance/disks/<name>` on Linux).
+    fn associate_disk(&self, name: &str, disk: &DiskSettings) -> Result<(), disk::Error>;
+
+    /// Makes a dynamic disk (attached and detached by the director at run time, neither formatted nor
+    /// mounted) available at `<base>/data/dynamic_disks/<cid>`.
+    fn add_dynamic_disk(&self, disk: &DiskSettings) -> Result<(), disk::Error>;
+
+    /// Forgets the dynamic disk `disk_cid`; forgetting an unknown disk is not an error.
+    fn remove_dynamic_disk(&self, disk_cid: &str) -> Result<(), disk::Error>;
+
+    /// Creates `user` for `bosh ssh` (groups `vcap`, `admin`, `bosh_sudoers`, `bosh_sshers`) and makes
+    /// `public_key` its only authorized key.
+    fn setup_ssh(&self, user: &str, public_key: &str) -> Result<(), user::Error>;
+
+    /// Deletes every user whose name starts with `bosh_` and matches `user_regex`.
+    fn cleanup_ssh(&self, user_regex: &str) -> Result<(), user::Error>;
+
+    /// The host's SSH public key, for `ssh setup`'s answer.
+    fn host_public_key(&self) -> Result<String, user::Error>;
+
+    /// Replaces the director's trusted CA certificates with those of `pem_bundle` (PEM blocks; an
+    /// empty bundle removes them all).
+    fn update_trusted_certs(&self, pem_bundle: &str) -> Result<(), cert::Error>;
+
+    /// Flushes the ARP cache entries of `ips`.
+    fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error>;
+
+    /// Powers the VM off.
+    fn shutdown(&self) -> Result<(), power::Error>;
+
+    /// The VM's vitals now.
+    fn vitals(&self) -> Result<Vitals, vitals::Error>;
+}
 
 /// The platforms `-P` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +150,30 @@ pub fn drive_mounter(
     }
 }
 
+/// The named platform; `dirs` is the agent's base dir.
+pub fn new_platform(name: PlatformName, dirs: &settings::Dirs) -> Arc<dyn Platform> {
+    match name {
+        PlatformName::Linux => Arc::new(linux::LinuxPlatform::new(HostPaths::system(), dirs)),
+        PlatformName::Dummy => Arc::new(dummy::DummyPlatform::new(dirs)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_platform_builds_the_named_platform() {
+        let base = tempfile::tempdir().unwrap();
+        let dirs = settings::Dirs::new(base.path());
+        let dummy = new_platform(PlatformName::Dummy, &dirs);
+        assert_eq!(dummy.host_public_key().unwrap(), "dummy-public-key");
+        let linux = new_platform(PlatformName::Linux, &dirs);
+        assert_eq!(
+            linux.shutdown().unwrap_err().to_string(),
+            "shutting down on linux is not implemented yet"
+        );
+    }
 
     #[test]
     fn platform_names_follow_the_go_agent() {

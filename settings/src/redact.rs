@@ -69,7 +69,12 @@ fn is_secret_value(value: &Value) -> bool {
     }
 }
 
-/// `scheme://user:secret@host` becomes `scheme://user:<redacted>@host`; other strings stay.
+/// A URL fit for logs and error texts: `scheme://user:secret@host` becomes
+/// `scheme://user:<redacted>@host`; any other text is returned as it is.
+pub fn redact_url(text: &str) -> String {
+    redact_url_password(text).unwrap_or_else(|| text.to_owned())
+}
+
 fn redact_url_password(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("://")?;
     let (authority, tail) = match rest.find('/') {

@@ -195,7 +195,7 @@ async fn unknown_instance_at_the_registry_is_an_error_with_the_status() {
 
     let text = error_chain(&err);
     assert!(text.contains("HTTP 404"), "{text}");
-    assert!(text.contains("admin:REDACTED@"), "{text}");
+    assert!(text.contains("admin:<redacted>@"), "{text}");
     assert!(!text.contains("secret"), "the password leaked: {text}");
 }
 

@@ -175,19 +175,12 @@ fn split_credentials(text: &str) -> Result<(url::Url, Option<(String, String)>),
 
 /// A URL fit for logs and error texts: credentials replaced.
 pub(crate) fn redact_url(url: &url::Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        let _ = url.set_password(Some("REDACTED"));
-    }
-    url.to_string()
+    crate::redact::redact_url(url.as_str())
 }
 
-/// [`redact_url`] for a URL that may not parse.
+/// [`redact_url`] for a URL given as text.
 pub(crate) fn redact_url_str(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(url) => redact_url(&url),
-        Err(_) => text.to_owned(),
-    }
+    crate::redact::redact_url(text)
 }
 
 #[cfg(test)]
@@ -206,7 +199,7 @@ mod tests {
     fn urls_in_errors_hide_passwords() {
         assert_eq!(
             redact_url_str("http://u:secret@h/p"),
-            "http://u:REDACTED@h/p"
+            "http://u:<redacted>@h/p"
         );
         assert_eq!(redact_url_str("http://h/p"), "http://h/p");
     }

@@ -1,0 +1,35 @@
+//! `add_persistent_disk` (`agent/action/add_persistent_disk.go`): remembers where a newly attached
+//! persistent disk is (the CPI's hint, string or object) in `bosh/persistent_disk_hints.json`.
+
+use std::sync::Arc;
+
+use settings::model::DiskSpec;
+
+use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+
+/// `add_persistent_disk`.
+pub const ACTION: ActionSpec = ActionSpec {
+    name: "add_persistent_disk",
+    mode: always(Mode::Task),
+    persistent: false,
+    cancellable: false,
+    loggable: true,
+    run: |context, invocation| Box::pin(run(context, invocation)),
+    resume: None,
+};
+
+async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
+    invocation.args.require(2)?;
+    let disk_cid: String = invocation.args.get(0)?;
+    let hint: DiskSpec = invocation.args.get(1)?;
+    context.settings.load().await?;
+    blocking(move || {
+        let disk = context
+            .settings
+            .settings()
+            .persistent_disk_settings_from_hint(&disk_cid, &hint);
+        context.settings.save_persistent_disk_settings(disk)?;
+        Ok(serde_json::json!({}))
+    })
+    .await
+}

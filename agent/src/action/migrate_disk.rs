@@ -1,0 +1,29 @@
+//! `migrate_disk` (`agent/action/migrate_disk.go`): copies the old persistent disk (on `store/`) to the
+//! new one (on `store_migration_target/`), then the new one takes `store/`. The director's arguments
+//! are ignored, as in Go.
+
+use std::sync::Arc;
+
+use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+
+/// `migrate_disk`.
+pub const ACTION: ActionSpec = ActionSpec {
+    name: "migrate_disk",
+    mode: always(Mode::Task),
+    persistent: false,
+    cancellable: false,
+    loggable: true,
+    run: |context, invocation| Box::pin(run(context, invocation)),
+    resume: None,
+};
+
+async fn run(context: Arc<Context>, _invocation: Invocation) -> Result {
+    blocking(move || {
+        context.platform.migrate_persistent_disk(
+            &context.dirs.store_dir(),
+            &context.dirs.store_migration_dir(),
+        )?;
+        Ok(serde_json::json!({}))
+    })
+    .await
+}

@@ -1,0 +1,259 @@
+//! The actions: one module per BOSH method (`agent/action/*.go`), named as on the wire, and the only
+//! table from method name to action ([`route`]).
+//!
+//! Each action declares how it runs ([`Mode`]): a **query** reads state and runs at once, concurrently
+//! with anything else, so `ping`, `get_state`, `get_task` and `info` never wait behind a slow action;
+//! a **change** alters the instance and runs in arrival order on the instance lane, answering when it
+//! is done; a **task** answers a task handle at once and runs on the same lane, `get_task` reporting
+//! its result. Methods the table does not know (including the retired `configure_networks`,
+//! `prepare_network_change`, `prepare_configure_networks` and `release_apply_spec`) get
+//! `unknown message <method>`.
+//!
+//! How to add an action: write `<method>.rs` with a `pub const ACTION: ActionSpec`, add it to
+//! [`route`], and test it in `tests/actions.rs` through a real agent.
+
+mod add_dynamic_disk;
+mod add_persistent_disk;
+mod cancel_task;
+mod delete_arp_entries;
+mod get_state;
+mod get_task;
+mod info;
+mod list_disk;
+mod migrate_disk;
+mod mount_disk;
+mod ping;
+mod remove_dynamic_disk;
+mod remove_file;
+mod remove_persistent_disk;
+mod shutdown;
+mod ssh;
+mod unmount_disk;
+mod update_settings;
+mod upload_blob;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::protocol::texts;
+use crate::task::{Cancellation, TaskService};
+
+/// A boxed future of an action.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An action's failure; its chain becomes the `Action Failed` text.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an action returns.
+pub type Result<T = Value> = std::result::Result<T, Error>;
+
+/// How an action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads state: runs at once, concurrently.
+    Query,
+    /// Changes the instance: runs in arrival order, answers when done.
+    Change,
+    /// Runs in arrival order as a task; answers a task handle at once.
+    Task,
+}
+
+/// One action.
+#[derive(Debug)]
+pub struct ActionSpec {
+    /// The wire name.
+    pub name: &'static str,
+    /// How it runs, given the request's protocol version.
+    pub mode: fn(protocol: u64) -> Mode,
+    /// Written to `bosh/tasks.json` and resumed after a restart.
+    pub persistent: bool,
+    /// `cancel_task` can stop it.
+    pub cancellable: bool,
+    /// Its payload may be logged (not `upload_blob`, whose payload is a rendered secret).
+    pub loggable: bool,
+    /// Runs it.
+    pub run: fn(Arc<Context>, Invocation) -> BoxFuture<Result>,
+    /// Finishes a persisted task after a restart.
+    pub resume: Option<fn(Arc<Context>) -> BoxFuture<Result>>,
+}
+
+/// What an action is called with.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The positional arguments.
+    pub args: Arguments,
+    /// The request's protocol version.
+    pub protocol: u64,
+    /// Set when a cancellable task is asked to stop.
+    pub cancel: Option<Cancellation>,
+}
+
+/// Everything actions work with.
+#[derive(Debug)]
+pub struct Context {
+    /// Paths under the base dir.
+    pub dirs: settings::Dirs,
+    /// The settings.
+    pub settings: Arc<settings::SettingsService>,
+    /// The OS.
+    pub platform: Arc<dyn platform::Platform>,
+    /// The job supervisor.
+    pub supervisor: Box<dyn jobs::supervisor::JobSupervisor>,
+    /// The tasks.
+    pub tasks: Arc<TaskService>,
+    /// Asks the agent to exit 0 so its service manager restarts it.
+    pub restart: tokio::sync::mpsc::Sender<()>,
+}
+
+/// The action for `method`, if there is one.
+pub fn route(method: &str) -> Option<&'static ActionSpec> {
+    Some(match method {
+        "add_dynamic_disk" => &add_dynamic_disk::ACTION,
+        "add_persistent_disk" => &add_persistent_disk::ACTION,
+        "cancel_task" => &cancel_task::ACTION,
+        "delete_arp_entries" => &delete_arp_entries::ACTION,
+        "get_state" => &get_state::ACTION,
+        "get_task" => &get_task::ACTION,
+        "info" => &info::ACTION,
+        "list_disk" => &list_disk::ACTION,
+        "migrate_disk" => &migrate_disk::ACTION,
+        "mount_disk" => &mount_disk::ACTION,
+        "ping" => &ping::ACTION,
+        "remove_dynamic_disk" => &remove_dynamic_disk::ACTION,
+        "remove_file" => &remove_file::ACTION,
+        "remove_persistent_disk" => &remove_persistent_disk::ACTION,
+        "shutdown" => &shutdown::ACTION,
+        "ssh" => &ssh::ACTION,
+        "unmount_disk" => &unmount_disk::ACTION,
+        "update_settings" => &update_settings::ACTION,
+        "upload_blob" => &upload_blob::ACTION,
+        _ => return None,
+    })
+}
+
+/// Positional arguments, decoded with Go's rules into each action's types.
+#[derive(Debug, Clone, Default)]
+pub struct Arguments(pub Vec<Value>);
+
+/// An argument that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("argument {index}")]
+pub struct BadArgument {
+    /// Its position, from 1.
+    pub index: usize,
+    /// Why.
+    #[source]
+    pub source: settings::gojson::Error,
+}
+
+/// Too few arguments (the Go agent's text).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", texts::not_enough_arguments(*.expected, *.got))]
+pub struct NotEnoughArguments {
+    /// How many the action needs.
+    pub expected: usize,
+    /// How many came.
+    pub got: usize,
+}
+
+impl Arguments {
+    /// Fails unless at least `count` arguments came.
+    pub fn require(&self, count: usize) -> Result<()> {
+        if self.0.len() < count {
+            return Err(Box::new(NotEnoughArguments {
+                expected: count,
+                got: self.0.len(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Decodes argument `index` (from 0), which must be there.
+    pub fn get<T: DeserializeOwned>(&self, index: usize) -> Result<T> {
+        let value = self.0.get(index).cloned().unwrap_or(Value::Null);
+        settings::gojson::from_value(value).map_err(|source| -> Error {
+            Box::new(BadArgument {
+                index: index + 1,
+                source,
+            })
+        })
+    }
+
+    /// Decodes argument `index` when it is there.
+    pub fn optional<T: DeserializeOwned>(&self, index: usize) -> Result<Option<T>> {
+        match self.0.get(index) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.get(index).map(Some),
+        }
+    }
+}
+
+/// Runs blocking work (platform calls, file IO) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| -> Error { Box::new(err) })?
+}
+
+/// Every mode but [`Mode::Query`] for actions that are always one thing.
+pub(crate) const fn always(mode: Mode) -> fn(u64) -> Mode {
+    match mode {
+        Mode::Query => |_| Mode::Query,
+        Mode::Change => |_| Mode::Change,
+        Mode::Task => |_| Mode::Task,
+    }
+}
+
+/// An action error from a message.
+pub(crate) fn error(message: impl Into<String>) -> Error {
+    message.into().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_and_unknown_methods_have_no_action() {
+        for method in [
+            "configure_networks",
+            "prepare_network_change",
+            "prepare_configure_networks",
+            "release_apply_spec",
+            "nope",
+        ] {
+            assert!(route(method).is_none(), "{method}");
+        }
+    }
+
+    #[test]
+    fn every_routed_action_carries_its_wire_name() {
+        for method in [
+            "ping",
+            "get_task",
+            "update_settings",
+            "mount_disk",
+            "list_disk",
+            "upload_blob",
+        ] {
+            assert_eq!(route(method).map(|a| a.name), Some(method));
+        }
+    }
+
+    #[test]
+    fn missing_arguments_get_the_go_text() {
+        let err = Arguments(vec![]).require(1).unwrap_err();
+        assert_eq!(err.to_string(), "Not enough arguments, expected 1, got 0");
+        let err = Arguments(vec![Value::from(5)])
+            .get::<String>(0)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "argument 1");
+        assert!(settings::source::error_chain(err.as_ref()).contains("invalid type: integer `5`"));
+    }
+}

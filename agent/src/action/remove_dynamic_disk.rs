@@ -1,0 +1,26 @@
+//! `remove_dynamic_disk` (`agent/action/remove_dynamic_disk.go`): removes a dynamic disk's link.
+
+use std::sync::Arc;
+
+use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+
+/// `remove_dynamic_disk`.
+pub const ACTION: ActionSpec = ActionSpec {
+    name: "remove_dynamic_disk",
+    mode: always(Mode::Change),
+    persistent: false,
+    cancellable: false,
+    loggable: true,
+    run: |context, invocation| Box::pin(run(context, invocation)),
+    resume: None,
+};
+
+async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
+    invocation.args.require(1)?;
+    let disk_cid: String = invocation.args.get(0)?;
+    blocking(move || {
+        context.platform.remove_dynamic_disk(&disk_cid)?;
+        Ok(serde_json::json!({}))
+    })
+    .await
+}

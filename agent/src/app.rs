@@ -1,0 +1,114 @@
+//! The agent at run time (`app/app.go`, `agent/agent.go`): load settings, build the platform, the task
+//! service and the dispatcher, resume persisted tasks, connect the bus, serve requests and send
+//! heartbeats, until shutdown or a restart request.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use settings::source::{Retry, SourceChain, SourceContext};
+use settings::{AgentConfig, Dirs, SettingsService};
+use tokio::task::JoinSet;
+
+use crate::action::Context;
+use crate::bus;
+use crate::dispatch::Dispatcher;
+use crate::task::TaskService;
+
+/// The command line's choices.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `-P`.
+    pub platform: platform::PlatformName,
+    /// `-C`.
+    pub config: PathBuf,
+    /// `-M`.
+    pub supervisor: String,
+    /// `-b`.
+    pub base_dir: PathBuf,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The caller's shutdown future completed.
+    Shutdown,
+    /// An action asked for a restart (new mbus or blobstore settings); exit 0 so the service manager
+    /// starts the agent again.
+    Restart,
+}
+
+/// How long the agent waits after a restart request before exiting, so the director learns the task
+/// id first (the Go agent's `AgentKiller` waits the same).
+pub const RESTART_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs the agent until `shutdown` completes or a restart is requested.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow::Result<Exit> {
+    let config = AgentConfig::from_path(&options.config)?;
+    let dirs = Dirs::new(&options.base_dir);
+    let source_context = SourceContext {
+        mounter: platform::drive_mounter(options.platform, &dirs),
+        retry: Retry::default(),
+    };
+    let chain =
+        SourceChain::from_options(&config.infrastructure.settings.sources, &source_context)?;
+    let settings = Arc::new(SettingsService::new(dirs.clone(), chain));
+    let loaded = settings.load().await.context("loading settings")?;
+    let current = settings.settings();
+    tracing::info!(origin = ?loaded.origin, agent_id = %current.agent_id, "settings loaded");
+
+    let (restart, mut restart_requests) = tokio::sync::mpsc::channel(1);
+    let context = Arc::new(Context {
+        dirs: dirs.clone(),
+        settings: settings.clone(),
+        platform: platform::new_platform(options.platform, &dirs),
+        supervisor: jobs::supervisor::by_name(&options.supervisor),
+        tasks: Arc::new(TaskService::new(dirs.tasks_file())),
+        restart,
+    });
+    let (dispatcher, lane) = Dispatcher::new(context.clone());
+    let mut tasks = JoinSet::new();
+    tasks.spawn(lane);
+    dispatcher.resume_persisted_tasks().await;
+
+    let url = current.mbus_url().to_owned();
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("nats") => {
+            let certs = current.mbus_certs();
+            let tls =
+                crate::tls::nats_client_config(&certs.ca, &certs.certificate, &certs.private_key)
+                    .map_err(bus::Error::from)?;
+            let nats =
+                bus::nats::NatsBus::connect(current.mbus_urls(), tls, &current.agent_id).await?;
+            tasks.spawn(crate::heartbeat::run(
+                nats.client().clone(),
+                nats.connected(),
+                context.clone(),
+                current.agent_id.clone(),
+            ));
+            let serving = nats.clone();
+            let agent_id = current.agent_id.clone();
+            tasks.spawn(async move {
+                if let Err(err) = serving.serve(&agent_id, dispatcher).await {
+                    tracing::error!(error = %settings::source::error_chain(&err), "serving NATS");
+                }
+            });
+        }
+        Some("https") => return Err(bus::Error::HttpsNotYet.into()),
+        None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
+        _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),
+    }
+
+    tokio::pin!(shutdown);
+    let exit = tokio::select! {
+        () = &mut shutdown => Exit::Shutdown,
+        Some(()) = restart_requests.recv() => {
+            tokio::time::sleep(RESTART_GRACE).await;
+            Exit::Restart
+        }
+    };
+    tasks.shutdown().await;
+    Ok(exit)
+}
