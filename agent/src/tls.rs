@@ -153,10 +153,19 @@ pub fn is_nats_server_name(common_name: &str) -> bool {
         })
 }
 
-/// The server CN does not match `*.nats.bosh-internal` (the Go agent's text).
-#[derive(Debug, thiserror::Error)]
-#[error("server Certificate CommonName does not match *.nats.bosh-internal")]
+/// The Go agent's text for a server CN that does not match `*.nats.bosh-internal`.
+const WRONG_SERVER_NAME: &str = "server Certificate CommonName does not match *.nats.bosh-internal";
+
+/// The server CN does not match; its `Debug` is its text too, because rustls shows that one.
+#[derive(thiserror::Error)]
+#[error("{WRONG_SERVER_NAME}")]
 struct WrongServerName;
+
+impl fmt::Debug for WrongServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(WRONG_SERVER_NAME)
+    }
+}
 
 /// Chain and host-name verification by webpki, then the common-name check.
 struct NatsServerVerifier {
@@ -187,9 +196,14 @@ impl ServerCertVerifier for NatsServerVerifier {
         )?;
         match common_name(end_entity) {
             Some(name) if is_nats_server_name(&name) => Ok(verified),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongServerName))),
-            )),
+            name => {
+                // The connection error that reaches the bus says only "IO error"; say why here, once
+                // per connection attempt (attempts are seconds apart).
+                tracing::warn!(common_name = ?name, "{WRONG_SERVER_NAME}");
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongServerName))),
+                ))
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! The NATS transport (`mbus/nats_handler.go`): mutual TLS always, every mbus URL for failover,
-//! reconnects forever with a back-off of 2 s per attempt capped at 10 s, requests on
+//! reconnects forever with a back-off of 2 s per failed attempt capped at 10 s, requests on
 //! `agent.<agent_id>`, responses on each request's `reply_to`, capped at 1 MiB.
 //!
 //! Requests are accepted in arrival order and answered concurrently: each response is awaited and
@@ -28,9 +28,11 @@ pub struct NatsBus {
     connected: Arc<Notify>,
 }
 
-/// The reconnect back-off of the Go agent: 2 s per attempt, at most 10 s.
+/// The reconnect back-off of the Go agent, 2 s per failed attempt capped at 10 s. async-nats counts the
+/// first try of a (re)connection as attempt 1; it goes at once.
 pub fn reconnect_delay(attempts: usize) -> Duration {
-    Duration::from_secs(2 * attempts as u64).min(Duration::from_secs(10))
+    let failed = attempts.saturating_sub(1) as u64;
+    Duration::from_secs(2 * failed).min(Duration::from_secs(10))
 }
 
 impl NatsBus {
@@ -130,10 +132,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reconnect_back_off_is_two_seconds_per_attempt_capped_at_ten() {
-        assert_eq!(reconnect_delay(1), Duration::from_secs(2));
-        assert_eq!(reconnect_delay(4), Duration::from_secs(8));
-        assert_eq!(reconnect_delay(5), Duration::from_secs(10));
+    fn reconnect_back_off_is_two_seconds_per_failed_attempt_capped_at_ten() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_secs(2));
+        assert_eq!(reconnect_delay(5), Duration::from_secs(8));
+        assert_eq!(reconnect_delay(6), Duration::from_secs(10));
         assert_eq!(reconnect_delay(50), Duration::from_secs(10));
     }
 }
