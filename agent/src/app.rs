@@ -96,7 +96,17 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
                 }
             });
         }
-        Some("https") => return Err(bus::Error::HttpsNotYet.into()),
+        Some("https") => {
+            let certs = current.mbus_certs();
+            let https = bus::https::HttpsBus::bind(
+                &url,
+                &certs.certificate,
+                &certs.private_key,
+                dirs.blobs_dir(),
+            )
+            .await?;
+            tasks.spawn(https.serve(dispatcher));
+        }
         None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
         _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),
     }

@@ -7,6 +7,7 @@
 // The loopback HTTP server of the settings crate's tests, shared rather than written twice.
 #[path = "../../settings/tests/support/http_server.rs"]
 mod http_server;
+mod https_bus;
 mod nats_bus;
 mod nats_harness;
 mod settings_cli;

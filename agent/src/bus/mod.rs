@@ -1,7 +1,8 @@
 //! The message bus: how requests reach the agent and responses leave it (`mbus/*`). The transport
 //! follows the mbus URL's scheme: `nats://` is a NATS client with mutual TLS ([`nats`]); `https://`
-//! is the HTTPS server `bosh create-env` talks to.
+//! is the HTTPS server `bosh create-env` talks to ([`https`]).
 
+pub mod https;
 pub mod nats;
 
 /// Why the bus stopped or could not start.
@@ -13,9 +14,15 @@ pub enum Error {
     /// The mbus URL's scheme is neither `nats` nor `https`.
     #[error("unsupported mbus URL scheme in {0} (expected nats:// or https://)")]
     Scheme(String),
-    /// The HTTPS transport is not built yet.
-    #[error("the https mbus (bosh create-env) is not implemented yet")]
-    HttpsNotYet,
+    /// The HTTPS mbus cannot listen on its address.
+    #[error("listening on {address}")]
+    Listen {
+        /// `host:port` from the mbus URL.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// An mbus URL does not parse.
     #[error("invalid mbus URL {url}")]
     Url {

@@ -2,16 +2,20 @@
 //! `agentclient/http` of bosh-cli): send a request, wait for its response, and for async actions poll
 //! `get_task` until the task is no longer running.
 //!
+//! [`HttpsClient`] speaks to the HTTPS mbus of a `bosh create-env` agent, as bosh-cli does.
+//!
 //! [`NatsClient`] uses director-style reply subjects, `director.<director_uuid>.<agent_id>.<request_uuid>`,
 //! with one subscription to `director.<director_uuid>.>` for all replies (NATS permissions only let an
 //! agent answer on subjects carrying its own id).
 
+mod https;
 mod nats;
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+pub use https::HttpsClient;
 pub use nats::NatsClient;
 
 use crate::protocol::{Response, TaskHandle};

@@ -17,6 +17,7 @@ const BOSH_AGENT: &str = env!("CARGO_BIN_EXE_bosh-agent");
 pub struct AgentProcess {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    log_filter: String,
 }
 
 impl AgentProcess {
@@ -31,6 +32,22 @@ impl AgentProcess {
         pki: &Pki,
         nats_url: &str,
         edit: impl FnOnce(&mut serde_json::Value),
+    ) -> AgentProcess {
+        // Debug lines make a failed test's log worth reading, unless the caller chose a filter.
+        let log_filter = std::env::var("BOSH_AGENT_LOG").unwrap_or_else(|_| "debug".to_owned());
+        AgentProcess::start_inner(pki, nats_url, edit, log_filter)
+    }
+
+    /// Like [`AgentProcess::start`], logging at `log_filter` (benchmarks measure a quiet agent).
+    pub fn start_with_log(pki: &Pki, nats_url: &str, log_filter: &str) -> AgentProcess {
+        AgentProcess::start_inner(pki, nats_url, |_| {}, log_filter.to_owned())
+    }
+
+    fn start_inner(
+        pki: &Pki,
+        nats_url: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        log_filter: String,
     ) -> AgentProcess {
         let dir = tempfile::tempdir().unwrap();
         let blobstore = dir.path().join("blobstore");
@@ -52,9 +69,18 @@ impl AgentProcess {
             serde_json::to_vec_pretty(&agent_json).unwrap(),
         )
         .unwrap();
-        let mut agent = AgentProcess { dir, child: None };
+        let mut agent = AgentProcess {
+            dir,
+            child: None,
+            log_filter,
+        };
         agent.spawn();
         agent
+    }
+
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the agent (SIGKILL, as a crash or the service manager would). Does nothing if it
@@ -101,14 +127,12 @@ impl AgentProcess {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        // Debug lines make a failed test's log worth reading, unless the caller chose a filter.
-        let filter = std::env::var("BOSH_AGENT_LOG").unwrap_or_else(|_| "debug".to_owned());
         let child = Command::new(BOSH_AGENT)
             .args(["-P", "dummy", "-M", "dummy", "-b"])
             .arg(self.base_dir())
             .arg("-C")
             .arg(self.dir.path().join("agent.json"))
-            .env("BOSH_AGENT_LOG", filter)
+            .env("BOSH_AGENT_LOG", &self.log_filter)
             // tracing-subscriber colours its output even into a file; plain text is searchable.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
