@@ -125,7 +125,7 @@ impl Dispatcher {
             protocol: request.protocol,
             cancel: None,
         };
-        let span = tracing::info_span!("action", method = action.name);
+        let span = tracing::debug_span!("action", method = action.name);
         match (action.mode)(request.protocol) {
             Mode::Query => {
                 let context = self.context.clone();

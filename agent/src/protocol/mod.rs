@@ -108,6 +108,13 @@ impl Request {
     /// Decodes a request. Malformed bytes give a [`MalformedRequest`] carrying the `reply_to` when it can
     /// still be found.
     pub fn parse(bytes: &[u8]) -> Result<Request, MalformedRequest> {
+        // Fast path: directors and bosh-cli write exactly these lower-case keys. Anything else (other
+        // spellings, nulls, duplicates) leaves `method` empty or fails, and takes the Go-rules path.
+        if let Ok(request) = serde_json::from_slice::<Request>(bytes) {
+            if !request.method.is_empty() {
+                return Ok(request);
+            }
+        }
         let value: Value = serde_json::from_slice(bytes).map_err(|err| MalformedRequest {
             message: format!("{}: {err}", texts::MALFORMED_REQUEST),
             reply_to: recover_reply_to(bytes),
@@ -220,6 +227,15 @@ mod tests {
         assert_eq!(request.method, "ping");
         assert_eq!(request.protocol, 0);
         assert_eq!(request.reply_to, "d.1.a.2");
+    }
+
+    #[test]
+    fn other_spellings_and_nulls_take_the_go_rules_path() {
+        let request = Request::parse(br#"{"METHOD":"apply","protocol":null,"reply_to":"r"}"#).unwrap();
+        assert_eq!((request.method.as_str(), request.protocol), ("apply", 0));
+        let request = Request::parse(br#"{"method":"get_task","arguments":["t"],"protocol":3,"reply_to":"r"}"#).unwrap();
+        assert_eq!(request.arguments, vec![Value::from("t")]);
+        assert_eq!(request.protocol, 3);
     }
 
     #[test]
