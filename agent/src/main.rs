@@ -154,11 +154,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// Logs to stderr, like the Go agent (the stemcell's service manager keeps it); `BOSH_AGENT_LOG`
+/// overrides `default_level` with targets such as `debug` or `settings=trace,info`. Colour only on a
+/// terminal.
 fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOSH_AGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use std::io::IsTerminal as _;
+    use std::str::FromStr as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let targets = std::env::var("BOSH_AGENT_LOG")
+        .ok()
+        .and_then(|text| tracing_subscriber::filter::Targets::from_str(&text).ok())
+        .or_else(|| tracing_subscriber::filter::Targets::from_str(default_level).ok())
+        .unwrap_or_default();
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(format)
+        .with(targets)
         .init();
 }

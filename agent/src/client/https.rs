@@ -10,9 +10,7 @@
 //! the exchange's time limit. The URL's credentials stay out of every error and log: requests carry
 //! them in the `Authorization` header only.
 //!
-//! Built on hyper and tokio-rustls rather than reqwest: reqwest's rustls feature would be unified
-//! into the settings crate's plain-HTTP client, which then panics for want of a process-wide crypto
-//! provider.
+//! Built on hyper and tokio-rustls, like every HTTP client and server of the workspace.
 
 use std::sync::Arc;
 use std::time::Duration;

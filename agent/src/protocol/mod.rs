@@ -231,9 +231,13 @@ mod tests {
 
     #[test]
     fn other_spellings_and_nulls_take_the_go_rules_path() {
-        let request = Request::parse(br#"{"METHOD":"apply","protocol":null,"reply_to":"r"}"#).unwrap();
+        let request =
+            Request::parse(br#"{"METHOD":"apply","protocol":null,"reply_to":"r"}"#).unwrap();
         assert_eq!((request.method.as_str(), request.protocol), ("apply", 0));
-        let request = Request::parse(br#"{"method":"get_task","arguments":["t"],"protocol":3,"reply_to":"r"}"#).unwrap();
+        let request = Request::parse(
+            br#"{"method":"get_task","arguments":["t"],"protocol":3,"reply_to":"r"}"#,
+        )
+        .unwrap();
         assert_eq!(request.arguments, vec![Value::from("t")]);
         assert_eq!(request.protocol, 3);
     }

@@ -7,7 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use base64::Engine as _;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 use crate::source::{Error, Retry};
 
@@ -16,10 +22,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect time limit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A retrying HTTP client.
+/// A retrying HTTP client (plain HTTP: metadata services and registries of CPI API v1 speak it).
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    client: reqwest::Client,
+    client: Client<HttpConnector, Empty<Bytes>>,
     retry: Retry,
 }
 
@@ -31,15 +37,14 @@ pub(crate) struct Answer {
     pub attempts: u32,
 }
 
+/// Why one attempt failed.
+type AttemptError = Box<dyn std::error::Error + Send + Sync>;
+
 impl HttpClient {
     pub(crate) fn new(retry: Retry) -> HttpClient {
-        // Building fails only when the TLS backend cannot initialise; this client has none.
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         HttpClient { client, retry }
     }
 
@@ -56,27 +61,12 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self.client.request(method.clone(), url.clone());
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            if let Some((user, password)) = &credentials {
-                request = request.basic_auth(user, Some(password));
-            }
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, body.to_vec())),
-                        Err(err) => Err(err),
-                    }
-                }
-                Err(err) => Err(err),
-            };
+            let outcome = self
+                .attempt(&method, &url, headers, credentials.as_ref())
+                .await;
             let retryable = match &outcome {
                 Ok((status, _)) => is_retryable(*status),
-                // A request that cannot be built or a redirect loop will not heal by waiting.
-                Err(err) => !err.is_builder() && !err.is_redirect(),
+                Err(_) => true,
             };
             if !retryable || attempt >= attempts {
                 return match outcome {
@@ -88,7 +78,7 @@ impl HttpClient {
                     Err(source) => Err(Error::Request {
                         url: redact_url(&url),
                         attempts: attempt,
-                        source: source.without_url(),
+                        source,
                     }),
                 };
             }
@@ -101,6 +91,38 @@ impl HttpClient {
                 }
             }
             tokio::time::sleep(self.retry.delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &url::Url,
+        headers: &BTreeMap<String, String>,
+        credentials: Option<&(String, String)>,
+    ) -> Result<(StatusCode, Vec<u8>), AttemptError> {
+        let mut request = Request::builder().method(method.clone()).uri(url.as_str());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some((user, password)) = credentials {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            request = request.header(hyper::header::AUTHORIZATION, format!("Basic {token}"));
+        }
+        let request = request.body(Empty::new())?;
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, AttemptError>((status, body.to_vec()))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+            ))),
         }
     }
 
@@ -124,7 +146,7 @@ impl HttpClient {
 }
 
 /// Checks a source's base URL and headers from `agent.json` up front, so a bad one is refused when
-/// the source is built instead of failing every request.
+/// the source is built instead of failing every request (which would then be retried in vain).
 pub(crate) fn validate_options(uri: &str, headers: &BTreeMap<String, String>) -> Result<(), Error> {
     url::Url::parse(uri).map_err(|source| Error::Url {
         url: redact_url_str(uri),
@@ -135,8 +157,8 @@ pub(crate) fn validate_options(uri: &str, headers: &BTreeMap<String, String>) ->
 
 fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Error> {
     for (name, value) in headers {
-        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
-            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        let valid = hyper::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && hyper::header::HeaderValue::from_str(value).is_ok();
         if !valid {
             return Err(Error::Header { name: name.clone() });
         }

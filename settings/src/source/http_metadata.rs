@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::{Method, StatusCode};
+use hyper::{Method, StatusCode};
 
 use crate::agent_config::HttpSourceOptions;
 use crate::model::Settings;

@@ -162,7 +162,7 @@ pub enum Error {
         attempts: u32,
         /// The last error.
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An HTTP request was answered with a status that is not success.
     #[error("{url} answered HTTP {status} ({attempts} attempts)")]
