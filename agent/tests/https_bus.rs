@@ -373,3 +373,140 @@ async fn https_malformed_json_gets_500_with_an_exception() {
     // The agent goes on serving.
     assert_eq!(https.call("ping", vec![]).await.unwrap(), json!("pong"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_carries_every_action_of_the_message_bus_issue() {
+    use base64::Engine as _;
+    let https = HttpsAgent::start().await;
+    let wait = |method: &'static str, arguments: Vec<Value>| {
+        client::call_and_wait(
+            &https.client,
+            "agent-https",
+            method,
+            arguments,
+            TIMEOUT,
+            POLL_INTERVAL,
+        )
+    };
+    let base = https.agent.base_dir();
+
+    assert_eq!(
+        https.call("info", vec![]).await.unwrap(),
+        json!({"api_version": 1})
+    );
+    let full = https.call("get_state", vec![json!("full")]).await.unwrap();
+    assert!(full["vitals"]["mem"]["kb"].is_string(), "{full}");
+
+    wait(
+        "add_persistent_disk",
+        vec![json!("disk-1"), json!({"path": "/dev/sdc"})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        wait("mount_disk", vec![json!("disk-1")]).await.unwrap(),
+        json!({})
+    );
+    // bosh-cli speaks no `protocol`, so `list_disk` is synchronous, as in Go for protocol < 3.
+    assert_eq!(
+        https.call("list_disk", vec![]).await.unwrap(),
+        json!(["disk-1"])
+    );
+    let unmounted = wait("unmount_disk", vec![json!("disk-1")]).await.unwrap();
+    assert!(
+        unmounted["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unmounted partition of {ID:disk-1 ")
+    );
+    wait(
+        "add_persistent_disk",
+        vec![json!("disk-2"), json!("/dev/sdd")],
+    )
+    .await
+    .unwrap();
+    wait("mount_disk", vec![json!("disk-1")]).await.unwrap();
+    wait("mount_disk", vec![json!("disk-2")]).await.unwrap();
+    assert_eq!(wait("migrate_disk", vec![]).await.unwrap(), json!({}));
+    assert_eq!(
+        wait("remove_persistent_disk", vec![json!("disk-1")])
+            .await
+            .unwrap(),
+        json!({})
+    );
+    assert_eq!(
+        wait("add_dynamic_disk", vec![json!("dyn-1"), json!("/dev/sde")])
+            .await
+            .unwrap(),
+        json!({})
+    );
+    assert_eq!(
+        https
+            .call("remove_dynamic_disk", vec![json!("dyn-1")])
+            .await
+            .unwrap(),
+        json!({})
+    );
+
+    let digest = settings::digest::MultiDigest::compute(
+        &b"templates"[..],
+        &[settings::digest::Algorithm::Sha256],
+    )
+    .unwrap()
+    .to_string();
+    let payload = base64::engine::general_purpose::STANDARD.encode(b"templates");
+    let blob = wait(
+        "upload_blob",
+        vec![json!({"blob_id": "b-1", "checksum": digest, "payload": payload})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(blob, json!("b-1"));
+    assert_eq!(
+        std::fs::read(base.join("data/sensitive_blobs/b-1")).unwrap(),
+        b"templates"
+    );
+
+    let update = wait(
+        "update_settings",
+        vec![json!({"trusted_certs": "", "disk_associations": []})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(update, json!("ok"));
+    let cleanup = https
+        .call(
+            "ssh",
+            vec![json!("cleanup"), json!({"user_regex": "^bosh_"})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleanup["status"], "success");
+    assert_eq!(
+        https
+            .call("delete_arp_entries", vec![json!({"ips": ["10.0.0.9"]})])
+            .await
+            .unwrap(),
+        json!({})
+    );
+    let victim = base.join("data/tmp/victim");
+    std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    std::fs::write(&victim, b"x").unwrap();
+    https
+        .call("remove_file", vec![json!(victim)])
+        .await
+        .unwrap();
+    assert!(!victim.exists());
+    let handle = https
+        .call("mount_disk", vec![json!("disk-9")])
+        .await
+        .unwrap();
+    let task_id = handle["agent_task_id"].as_str().unwrap().to_owned();
+    let cancel = https.call("cancel_task", vec![json!(task_id)]).await;
+    assert!(
+        matches!(cancel, Err(client::Error::Exception(ref m)) if m == "Action Failed cancel_task: not supported"),
+        "{cancel:?}"
+    );
+    assert_eq!(https.call("shutdown", vec![]).await.unwrap(), json!(""));
+    assert!(base.join("bosh/dummy_shutdown").exists());
+}
