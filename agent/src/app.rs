@@ -40,6 +40,9 @@ pub enum Exit {
     Restart,
 }
 
+/// How many alerts may wait to be published.
+pub const ALERT_QUEUE: usize = 64;
+
 /// How long the agent waits after a restart request before exiting, so the director learns the task
 /// id first (the Go agent's `AgentKiller` waits the same).
 pub const RESTART_GRACE: Duration = Duration::from_secs(1);
@@ -60,6 +63,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     tracing::info!(origin = ?loaded.origin, agent_id = %current.agent_id, "settings loaded");
 
     let (restart, mut restart_requests) = tokio::sync::mpsc::channel(1);
+    let (alerts, mut alert_queue) =
+        tokio::sync::mpsc::channel::<crate::protocol::Alert>(ALERT_QUEUE);
     let context = Arc::new(Context {
         dirs: dirs.clone(),
         settings: settings.clone(),
@@ -67,6 +72,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         supervisor: jobs::supervisor::by_name(&options.supervisor),
         tasks: Arc::new(TaskService::new(dirs.tasks_file())),
         restart,
+        alerts,
     });
     let (dispatcher, lane) = Dispatcher::new(context.clone());
     let mut tasks = JoinSet::new();
@@ -88,6 +94,16 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
                 context.clone(),
                 current.agent_id.clone(),
             ));
+            let publisher = nats.client().clone();
+            let subject = crate::protocol::subjects::alert(&current.agent_id);
+            tasks.spawn(async move {
+                while let Some(alert) = alert_queue.recv().await {
+                    let payload = serde_json::to_vec(&alert).unwrap_or_default();
+                    if let Err(err) = publisher.publish(subject.clone(), payload.into()).await {
+                        tracing::warn!(error = %err, "publishing an alert");
+                    }
+                }
+            });
             let serving = nats.clone();
             let agent_id = current.agent_id.clone();
             tasks.spawn(async move {
@@ -106,6 +122,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             )
             .await?;
             tasks.spawn(https.serve(dispatcher));
+            // `bosh create-env` has no health monitor: alerts go nowhere, as in Go.
+            tasks.spawn(async move { while alert_queue.recv().await.is_some() {} });
         }
         None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
         _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),

@@ -79,8 +79,40 @@ impl Dispatcher {
             Err(malformed) => return self.malformed(malformed),
         };
         let reply_to = (!request.reply_to.is_empty()).then(|| request.reply_to.clone());
+        if let Some(control) = self.context.supervisor.control(&request.method, bytes) {
+            return self.supervisor_control(control, reply_to);
+        }
         let response = self.route(request, bytes).await;
         Accepted { reply_to, response }
+    }
+
+    /// A message for the supervisor itself (`-M dummy-nats`): answered by it, possibly raising an alert.
+    fn supervisor_control(
+        &self,
+        control: jobs::supervisor::Control,
+        reply_to: Option<String>,
+    ) -> Accepted {
+        if let Some(monit) = control.alert {
+            let settings = self.context.settings.settings();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs() as i64);
+            if let Some(alert) = crate::alert::from_monit(&monit, &settings.networks.ips(), now) {
+                if self.context.alerts.try_send(alert).is_err() {
+                    tracing::warn!("the alert queue is full, dropping an alert");
+                }
+            }
+        }
+        match control.reply {
+            Some(value) => Accepted {
+                reply_to,
+                response: ready(Response::Value(value)),
+            },
+            None => Accepted {
+                reply_to: None,
+                response: ready(Response::Value(Value::Null)),
+            },
+        }
     }
 
     /// Finishes the persisted tasks a previous run left (`update_settings` that restarted the agent),

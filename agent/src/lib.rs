@@ -19,6 +19,8 @@
 #[cfg(feature = "daemon")]
 pub mod action;
 #[cfg(feature = "daemon")]
+pub mod alert;
+#[cfg(feature = "daemon")]
 pub mod app;
 #[cfg(feature = "daemon")]
 pub mod bus;

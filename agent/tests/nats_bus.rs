@@ -691,3 +691,57 @@ async fn a_slow_change_does_not_delay_ping_and_changes_keep_their_order() {
         json!({})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dummy_nats_status_control_raises_an_alert_for_the_health_monitor() {
+    let pki = Pki::new("agent-alert");
+    let server = block_in_place(|| NatsServer::start(&pki));
+    let monitor = crate::support::nats::connect_director(&server.url(), &pki)
+        .await
+        .unwrap();
+    let mut alerts = monitor
+        .subscribe("hm.agent.alert.agent-alert")
+        .await
+        .unwrap();
+    round_trip(&monitor).await;
+    let agent = block_in_place(|| AgentProcess::start_dummy_nats(&pki, &server.url()));
+    let director = NatsClient::connect(
+        &server.url(),
+        client_tls_config(&pki.server_ca, Some(&pki.director)),
+    )
+    .await
+    .unwrap();
+    let ready =
+        block_in_place(|| wait_until(TIMEOUT, || agent.log().contains("connected to NATS")));
+    assert!(ready, "{}", agent.log());
+    let state = client::call(&director, "agent-alert", "get_state", vec![], TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state["job_state"], "running");
+    assert_eq!(state["processes"].as_array().unwrap().len(), 3, "{state}");
+    assert_eq!(state["processes"][2]["state"], "failing");
+
+    // The suite's controls are top-level keys of the request, not arguments.
+    let reply_to = director.reply_subject("agent-alert");
+    let control =
+        format!(r#"{{"method":"set_dummy_status","status":"failing","reply_to":"{reply_to}"}}"#);
+    let answer = director
+        .send_raw("agent-alert", &reply_to, control.into_bytes(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(answer, br#"{"value":"ok"}"#);
+    let alert = tokio::time::timeout(TIMEOUT, alerts.next())
+        .await
+        .unwrap_or_else(|_| panic!("no alert\n{}", agent.log()))
+        .unwrap();
+    let alert: Value = serde_json::from_slice(&alert.payload).unwrap();
+    assert_eq!(
+        alert,
+        json!({"id": "fake-monit-alert", "severity": 2, "title": "fake-monit-service - failing - start",
+               "summary": "fake-monit-description", "created_at": 1_306_076_861})
+    );
+    let state = client::call(&director, "agent-alert", "get_state", vec![], TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state["job_state"], "failing");
+}

@@ -1,19 +1,81 @@
 //! Job supervisors (`jobsupervisor/*`): what `get_state`, heartbeats and `start`/`stop` ask about the
 //! instance's processes.
 //!
-//! Today there are the `dummy` supervisor of the Go agent (`-M dummy`: always `running`, no
-//! processes) and a placeholder for `monit` that reports `unknown`, what the Go agent reports while
-//! monit is unreachable; the monit-style supervisor arrives with the jobs issue.
+//! Today there are the supervisors the Go agent offers for tests: `dummy` (always `running`, no
+//! processes) and `dummy-nats` (`jobsupervisor/dummy_nats_job_supervisor.go`: three fixed processes,
+//! and a status the BOSH director's integration suite sets over the bus with `set_dummy_status`,
+//! `failing` raising a fake monit alert), plus a placeholder for `monit` that reports `unknown`, what
+//! the Go agent reports while monit is unreachable. The monit-style supervisor arrives with the jobs
+//! issue.
+
+use std::sync::Mutex;
 
 use serde::Serialize;
 
-/// One supervised process, as `get_state` reports it.
+/// One supervised process, as `get_state` reports it (`jobsupervisor/process.go`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Process {
     /// The process name.
     pub name: String,
     /// `running`, `failing`, `starting` or `unknown`.
     pub state: String,
+    /// Uptime.
+    pub uptime: Uptime,
+    /// Memory use.
+    pub mem: Memory,
+    /// CPU use.
+    pub cpu: Cpu,
+}
+
+/// A process's uptime; `secs` is left out when 0, as Go's `omitempty` does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Uptime {
+    /// Seconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub secs: u64,
+}
+
+/// A process's memory; `kb` is left out when 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Memory {
+    /// Resident kilobytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kb: u64,
+    /// Percent of the VM's memory.
+    pub percent: f64,
+}
+
+/// A process's CPU use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cpu {
+    /// Percent of one CPU.
+    pub total: f64,
+}
+
+/// An alert in monit's words, before the agent turns it into a health-monitor alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitAlert {
+    /// The message id.
+    pub id: String,
+    /// The monit service.
+    pub service: String,
+    /// The event (`does not exist`, `pid failed`, ...).
+    pub event: String,
+    /// What monit did (`start`, `restart`, `alert`).
+    pub action: String,
+    /// When, in RFC 1123 with a numeric zone.
+    pub date: String,
+    /// The description.
+    pub description: String,
+}
+
+/// What a supervisor did with a bus message meant for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// The value to answer, or `None` to stay silent.
+    pub reply: Option<serde_json::Value>,
+    /// An alert to raise.
+    pub alert: Option<MonitAlert>,
 }
 
 /// What the agent asks a supervisor.
@@ -23,6 +85,12 @@ pub trait JobSupervisor: Send + Sync + std::fmt::Debug {
 
     /// The supervised processes.
     fn processes(&self) -> Vec<Process>;
+
+    /// Handles a bus message meant for the supervisor itself (the `dummy-nats` test controls, whose
+    /// arguments are top-level keys of the request); `None` when `method` is not one of them.
+    fn control(&self, _method: &str, _request: &[u8]) -> Option<Control> {
+        None
+    }
 }
 
 /// `-M dummy`: no processes, always running.
@@ -36,6 +104,80 @@ impl JobSupervisor for DummySupervisor {
 
     fn processes(&self) -> Vec<Process> {
         Vec::new()
+    }
+}
+
+/// `-M dummy-nats`: fixed processes and a status the director's integration suite controls.
+#[derive(Debug)]
+pub struct DummyNatsSupervisor {
+    status: Mutex<String>,
+}
+
+impl Default for DummyNatsSupervisor {
+    fn default() -> Self {
+        DummyNatsSupervisor {
+            status: Mutex::new("running".to_owned()),
+        }
+    }
+}
+
+impl JobSupervisor for DummyNatsSupervisor {
+    fn status(&self) -> String {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn processes(&self) -> Vec<Process> {
+        [
+            ("process-1", "running", 144_987, 100, 0.1),
+            ("process-2", "running", 144_988, 200, 0.2),
+            ("process-3", "failing", 144_989, 300, 0.3),
+        ]
+        .into_iter()
+        .map(|(name, state, secs, kb, share)| Process {
+            name: name.to_owned(),
+            state: state.to_owned(),
+            uptime: Uptime { secs },
+            mem: Memory { kb, percent: share },
+            cpu: Cpu { total: share },
+        })
+        .collect()
+    }
+
+    fn control(&self, method: &str, request: &[u8]) -> Option<Control> {
+        if method != "set_dummy_status" && method != "set_task_fail" {
+            return None;
+        }
+        let status = serde_json::from_slice::<serde_json::Value>(request)
+            .ok()
+            .and_then(|body| {
+                body.get("status")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
+        if method == "set_task_fail" {
+            // Go answers nothing to this one.
+            return Some(Control {
+                reply: None,
+                alert: None,
+            });
+        }
+        let alert = (status == "failing").then(|| MonitAlert {
+            id: "fake-monit-alert".to_owned(),
+            service: "fake-monit-service".to_owned(),
+            event: "failing".to_owned(),
+            action: "start".to_owned(),
+            date: "Sun, 22 May 2011 20:07:41 +0500".to_owned(),
+            description: "fake-monit-description".to_owned(),
+        });
+        Some(Control {
+            reply: Some(serde_json::Value::from("ok")),
+            alert,
+        })
     }
 }
 
@@ -53,11 +195,70 @@ impl JobSupervisor for UnavailableSupervisor {
     }
 }
 
-/// The supervisor `-M` names: `dummy` (also `dummy-nats`, whose NATS controls are not implemented)
-/// or anything else (`monit`), which is not available yet.
+/// The supervisor `-M` names: `dummy`, `dummy-nats`, or anything else (`monit`), which is not
+/// available yet.
 pub fn by_name(name: &str) -> Box<dyn JobSupervisor> {
     match name {
-        "dummy" | "dummy-nats" => Box::new(DummySupervisor),
+        "dummy" => Box::new(DummySupervisor),
+        "dummy-nats" => Box::new(DummyNatsSupervisor::default()),
         _ => Box::new(UnavailableSupervisor),
+    }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_nats_status_is_set_over_the_bus_and_failing_raises_an_alert() {
+        let supervisor = DummyNatsSupervisor::default();
+        assert_eq!(supervisor.status(), "running");
+        assert!(supervisor.control("ping", b"{}").is_none());
+        let control = supervisor
+            .control(
+                "set_dummy_status",
+                br#"{"method":"set_dummy_status","status":"failing","reply_to":"r"}"#,
+            )
+            .unwrap();
+        assert_eq!(control.reply, Some(serde_json::Value::from("ok")));
+        assert_eq!(control.alert.unwrap().id, "fake-monit-alert");
+        assert_eq!(supervisor.status(), "failing");
+        let silent = supervisor
+            .control("set_task_fail", br#"{"status":"fail_task"}"#)
+            .unwrap();
+        assert_eq!(
+            silent,
+            Control {
+                reply: None,
+                alert: None
+            }
+        );
+        assert_eq!(supervisor.status(), "fail_task");
+    }
+
+    #[test]
+    fn processes_leave_out_zero_uptime_and_memory_as_go_does() {
+        let process = Process {
+            name: "p".into(),
+            state: "running".into(),
+            uptime: Uptime { secs: 0 },
+            mem: Memory {
+                kb: 0,
+                percent: 0.0,
+            },
+            cpu: Cpu { total: 0.0 },
+        };
+        assert_eq!(
+            serde_json::to_value(process).unwrap(),
+            serde_json::json!({"name": "p", "state": "running", "uptime": {}, "mem": {"percent": 0.0}, "cpu": {"total": 0.0}})
+        );
+        assert_eq!(
+            DummyNatsSupervisor::default().processes()[2].state,
+            "failing"
+        );
     }
 }

@@ -107,6 +107,8 @@ pub struct Context {
     pub tasks: Arc<TaskService>,
     /// Asks the agent to exit 0 so its service manager restarts it.
     pub restart: tokio::sync::mpsc::Sender<()>,
+    /// Alerts for the health monitor (published on NATS; dropped on HTTPS, as in Go).
+    pub alerts: tokio::sync::mpsc::Sender<crate::protocol::Alert>,
 }
 
 /// The action for `method`, if there is one.

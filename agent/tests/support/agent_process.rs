@@ -18,6 +18,7 @@ pub struct AgentProcess {
     dir: tempfile::TempDir,
     child: Option<Child>,
     log_filter: String,
+    supervisor: &'static str,
 }
 
 impl AgentProcess {
@@ -36,6 +37,16 @@ impl AgentProcess {
         // Debug lines make a failed test's log worth reading, unless the caller chose a filter.
         let log_filter = std::env::var("BOSH_AGENT_LOG").unwrap_or_else(|_| "debug".to_owned());
         AgentProcess::start_inner(pki, nats_url, edit, log_filter)
+    }
+
+    /// Like [`AgentProcess::start`], with the `dummy-nats` supervisor the director's integration
+    /// suite controls over the bus.
+    pub fn start_dummy_nats(pki: &Pki, nats_url: &str) -> AgentProcess {
+        let mut agent = AgentProcess::start_inner(pki, nats_url, |_| {}, "debug".to_owned());
+        agent.stop();
+        agent.supervisor = "dummy-nats";
+        agent.spawn();
+        agent
     }
 
     /// Like [`AgentProcess::start`], logging at `log_filter` (benchmarks measure a quiet agent).
@@ -73,6 +84,7 @@ impl AgentProcess {
             dir,
             child: None,
             log_filter,
+            supervisor: "dummy",
         };
         agent.spawn();
         agent
@@ -128,7 +140,7 @@ impl AgentProcess {
             .open(self.log_path())
             .unwrap();
         let child = Command::new(BOSH_AGENT)
-            .args(["-P", "dummy", "-M", "dummy", "-b"])
+            .args(["-P", "dummy", "-M", self.supervisor, "-b"])
             .arg(self.base_dir())
             .arg("-C")
             .arg(self.dir.path().join("agent.json"))
