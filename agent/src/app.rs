@@ -40,8 +40,8 @@ pub enum Exit {
     Restart,
 }
 
-/// How many alerts may wait to be published.
-pub const ALERT_QUEUE: usize = 64;
+/// How many health-monitor messages (alerts, the shutdown notice) may wait to be published.
+pub const HEALTH_QUEUE: usize = 64;
 
 /// How long the agent waits after a restart request before exiting, so the director learns the task
 /// id first (the Go agent's `AgentKiller` waits the same).
@@ -63,8 +63,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     tracing::info!(origin = ?loaded.origin, agent_id = %current.agent_id, "settings loaded");
 
     let (restart, mut restart_requests) = tokio::sync::mpsc::channel(1);
-    let (alerts, mut alert_queue) =
-        tokio::sync::mpsc::channel::<crate::protocol::Alert>(ALERT_QUEUE);
+    let (health, mut health_queue) =
+        tokio::sync::mpsc::channel::<crate::protocol::HealthEvent>(HEALTH_QUEUE);
     let context = Arc::new(Context {
         dirs: dirs.clone(),
         settings: settings.clone(),
@@ -72,7 +72,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         supervisor: jobs::supervisor::by_name(&options.supervisor),
         tasks: Arc::new(TaskService::new(dirs.tasks_file())),
         restart,
-        alerts,
+        health,
     });
     let (dispatcher, lane) = Dispatcher::new(context.clone());
     let mut tasks = JoinSet::new();
@@ -95,12 +95,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
                 current.agent_id.clone(),
             ));
             let publisher = nats.client().clone();
-            let subject = crate::protocol::subjects::alert(&current.agent_id);
+            let agent_id = current.agent_id.clone();
             tasks.spawn(async move {
-                while let Some(alert) = alert_queue.recv().await {
-                    let payload = serde_json::to_vec(&alert).unwrap_or_default();
-                    if let Err(err) = publisher.publish(subject.clone(), payload.into()).await {
-                        tracing::warn!(error = %err, "publishing an alert");
+                while let Some(event) = health_queue.recv().await {
+                    let (subject, payload) = event.message(&agent_id);
+                    if let Err(err) = publisher.publish(subject, payload.into()).await {
+                        tracing::warn!(error = %err, "publishing to the health monitor");
                     }
                 }
             });
@@ -122,8 +122,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             )
             .await?;
             tasks.spawn(https.serve(dispatcher));
-            // `bosh create-env` has no health monitor: alerts go nowhere, as in Go.
-            tasks.spawn(async move { while alert_queue.recv().await.is_some() {} });
+            // `bosh create-env` has no health monitor: these go nowhere, as in Go.
+            tasks.spawn(async move { while health_queue.recv().await.is_some() {} });
         }
         None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
         _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),

@@ -98,7 +98,8 @@ impl Dispatcher {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs() as i64);
             if let Some(alert) = crate::alert::from_monit(&monit, &settings.networks.ips(), now) {
-                if self.context.alerts.try_send(alert).is_err() {
+                let event = crate::protocol::HealthEvent::Alert(alert);
+                if self.context.health.try_send(event).is_err() {
                     tracing::warn!("the alert queue is full, dropping an alert");
                 }
             }

@@ -745,3 +745,68 @@ async fn dummy_nats_status_control_raises_an_alert_for_the_health_monitor() {
         .unwrap();
     assert_eq!(state["job_state"], "failing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_shutdown_tells_the_health_monitor_and_answers_zero() {
+    let fixture = Fixture::start("agent-drain").await;
+    let monitor = crate::support::nats::connect_director(&fixture.server.url(), &fixture.pki)
+        .await
+        .unwrap();
+    let mut notices = monitor
+        .subscribe("hm.agent.shutdown.agent-drain")
+        .await
+        .unwrap();
+    round_trip(&monitor).await;
+    fixture.wait_ready().await;
+
+    assert_eq!(
+        fixture
+            .call_and_wait("drain", json!(["shutdown"]))
+            .await
+            .unwrap(),
+        json!(0)
+    );
+    let notice = tokio::time::timeout(TIMEOUT, notices.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&notice.payload[..], b"null");
+
+    assert_eq!(
+        exception(fixture.call_and_wait("drain", json!(["status"])).await)
+            .rsplit(": ")
+            .next()
+            .unwrap(),
+        "Unexpected call with drain type 'status'"
+    );
+    assert!(
+        exception(fixture.call_and_wait("drain", json!(["update"])).await)
+            .ends_with("Drain update requires new spec")
+    );
+    let spec = json!({"deployment": "cf", "job": {"name": "router", "templates": []}});
+    assert_eq!(
+        fixture
+            .call_and_wait("drain", json!(["update", spec]))
+            .await
+            .unwrap(),
+        json!(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mbus_url_is_used_for_failover() {
+    // The first URL has nothing listening; the agent must fail over to the second.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("nats://127.0.0.1:{port}")
+    };
+    let fixture = Fixture::start_with(Pki::new("agent-failover"), |settings| {
+        let live = settings["mbus"].clone();
+        settings["env"]["bosh"]["mbus"]["urls"] = json!([dead, live]);
+        settings["mbus"] = json!("");
+    })
+    .await;
+    fixture.wait_ready().await;
+}

@@ -137,6 +137,16 @@ pub enum Error {
 }
 
 impl ApplySpec {
+    /// The jobs this spec installs: `job.templates`, sourced from the rendered templates archive;
+    /// without an archive there are no jobs, as in Go (`V1ApplySpec.Jobs`).
+    pub fn jobs(&self) -> &[JobTemplateSpec] {
+        if self.rendered_templates_archive.is_some() {
+            &self.job.templates
+        } else {
+            &[]
+        }
+    }
+
     /// Reads `bosh/spec.json`; a missing file is an empty spec, as in Go.
     pub fn read(path: &Path) -> Result<ApplySpec, Error> {
         match std::fs::read(path) {

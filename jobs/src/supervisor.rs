@@ -69,6 +69,14 @@ pub struct MonitAlert {
     pub description: String,
 }
 
+/// Why a supervisor operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The supervisor is not available yet (`-M monit` before the jobs issue).
+    #[error("the {0} job supervisor is not available yet")]
+    Unavailable(&'static str),
+}
+
 /// What a supervisor did with a bus message meant for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Control {
@@ -85,6 +93,11 @@ pub trait JobSupervisor: Send + Sync + std::fmt::Debug {
 
     /// The supervised processes.
     fn processes(&self) -> Vec<Process>;
+
+    /// Stops watching the processes without stopping them (before drain scripts run).
+    fn unmonitor(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Handles a bus message meant for the supervisor itself (the `dummy-nats` test controls, whose
     /// arguments are top-level keys of the request); `None` when `method` is not one of them.

@@ -16,6 +16,7 @@ mod add_dynamic_disk;
 mod add_persistent_disk;
 mod cancel_task;
 mod delete_arp_entries;
+mod drain;
 mod get_state;
 mod get_task;
 mod info;
@@ -107,8 +108,8 @@ pub struct Context {
     pub tasks: Arc<TaskService>,
     /// Asks the agent to exit 0 so its service manager restarts it.
     pub restart: tokio::sync::mpsc::Sender<()>,
-    /// Alerts for the health monitor (published on NATS; dropped on HTTPS, as in Go).
-    pub alerts: tokio::sync::mpsc::Sender<crate::protocol::Alert>,
+    /// Messages for the health monitor (published on NATS; dropped on HTTPS, as in Go).
+    pub health: tokio::sync::mpsc::Sender<crate::protocol::HealthEvent>,
 }
 
 /// The action for `method`, if there is one.
@@ -118,6 +119,7 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "add_persistent_disk" => &add_persistent_disk::ACTION,
         "cancel_task" => &cancel_task::ACTION,
         "delete_arp_entries" => &delete_arp_entries::ACTION,
+        "drain" => &drain::ACTION,
         "get_state" => &get_state::ACTION,
         "get_task" => &get_task::ACTION,
         "info" => &info::ACTION,

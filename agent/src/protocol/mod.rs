@@ -104,6 +104,28 @@ pub struct Alert {
     pub created_at: i64,
 }
 
+/// What an agent tells the health monitor besides heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// An alert, on `hm.agent.alert.<agent_id>`.
+    Alert(Alert),
+    /// The VM is going away (`drain shutdown`): `null` on `hm.agent.shutdown.<agent_id>`.
+    Shutdown,
+}
+
+impl HealthEvent {
+    /// The subject and payload this event is published with.
+    pub fn message(&self, agent_id: &str) -> (String, Vec<u8>) {
+        match self {
+            HealthEvent::Alert(alert) => (
+                subjects::alert(agent_id),
+                serde_json::to_vec(alert).unwrap_or_default(),
+            ),
+            HealthEvent::Shutdown => (subjects::shutdown(agent_id), b"null".to_vec()),
+        }
+    }
+}
+
 impl Request {
     /// Decodes a request. Malformed bytes give a [`MalformedRequest`] carrying the `reply_to` when it can
     /// still be found.
