@@ -74,6 +74,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         restart,
         health,
     });
+    crate::bootstrap::run(context.clone())
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("bootstrap: {}", settings::source::error_chain(err.as_ref()))
+        })?;
     let (dispatcher, lane) = Dispatcher::new(context.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(lane);

@@ -23,6 +23,8 @@ pub mod alert;
 #[cfg(feature = "daemon")]
 pub mod app;
 #[cfg(feature = "daemon")]
+pub mod bootstrap;
+#[cfg(feature = "daemon")]
 pub mod bus;
 pub mod client;
 #[cfg(feature = "daemon")]

@@ -810,3 +810,22 @@ async fn every_mbus_url_is_used_for_failover() {
     .await;
     fixture.wait_ready().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_sets_passwords_on_the_dummy_platform() {
+    let fixture = Fixture::start_with(Pki::new("agent-passwords"), |settings| {
+        settings["env"]["bosh"]["password"] = json!("$6$salt$crypted");
+        settings["env"]["bosh"]["keep_root_password"] = json!(true);
+    })
+    .await;
+    fixture.wait_ready().await;
+    let base = fixture.base();
+    assert_eq!(
+        std::fs::read_to_string(base.join("bosh/vcap/password")).unwrap(),
+        "$6$salt$crypted"
+    );
+    assert!(
+        !base.join("bosh/root/password").exists(),
+        "keep_root_password leaves root alone"
+    );
+}

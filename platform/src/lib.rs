@@ -97,6 +97,9 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// The host's SSH public key, for `ssh setup`'s answer.
     fn host_public_key(&self) -> Result<String, user::Error>;
 
+    /// Sets `user`'s crypted password (`env.bosh.password`); empty locks it (`*`).
+    fn set_user_password(&self, user: &str, crypted: &str) -> Result<(), user::Error>;
+
     /// Replaces the director's trusted CA certificates with those of `pem_bundle` (PEM blocks; an
     /// empty bundle removes them all).
     fn update_trusted_certs(&self, pem_bundle: &str) -> Result<(), cert::Error>;

@@ -149,6 +149,10 @@ impl Platform for DummyPlatform {
         self.delete_ssh_users(user_regex)
     }
 
+    fn set_user_password(&self, user: &str, crypted: &str) -> Result<(), crate::user::Error> {
+        self.write_password(user, crypted)
+    }
+
     fn host_public_key(&self) -> Result<String, crate::user::Error> {
         Ok(HOST_PUBLIC_KEY.to_owned())
     }

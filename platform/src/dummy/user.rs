@@ -3,6 +3,7 @@
 //! see them).
 //!
 //! Setting up a user again replaces its keys, as the Linux platform rewrites `authorized_keys`.
+//! Passwords go to `bosh/<user>/password`, as in the Go dummy platform.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,17 @@ impl DummyPlatform {
         Ok(())
     }
 
+    pub(super) fn write_password(&self, user_name: &str, crypted: &str) -> Result<()> {
+        user::check_user_name(user_name)?;
+        let crypted = if crypted.is_empty() { "*" } else { crypted };
+        let _state = self.lock_state();
+        state::write_bytes(
+            &self.state_file(user_name).join("password"),
+            crypted.as_bytes(),
+        )?;
+        Ok(())
+    }
+
     pub(super) fn delete_ssh_users(&self, user_regex: &str) -> Result<()> {
         let regex = user::compile_user_regex(user_regex)?;
         let _state = self.lock_state();
@@ -57,6 +69,23 @@ impl DummyPlatform {
 #[cfg(test)]
 mod tests {
     use settings::Dirs;
+
+    #[test]
+    fn passwords_are_kept_per_user_and_empty_locks() {
+        let base = tempfile::tempdir().unwrap();
+        let platform = DummyPlatform::new(&Dirs::new(base.path()));
+        platform.write_password("vcap", "$6$crypted").unwrap();
+        platform.write_password("root", "").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("bosh/vcap/password")).unwrap(),
+            "$6$crypted"
+        );
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("bosh/root/password")).unwrap(),
+            "*"
+        );
+        assert!(platform.write_password("../etc", "x").is_err());
+    }
 
     use super::*;
     use crate::Platform;

@@ -87,6 +87,10 @@ impl Platform for LinuxPlatform {
         Err(user::Error::Unsupported("cleaning up ssh users"))
     }
 
+    fn set_user_password(&self, _user: &str, _crypted: &str) -> Result<(), user::Error> {
+        Err(user::Error::Unsupported("setting user passwords"))
+    }
+
     fn host_public_key(&self) -> Result<String, user::Error> {
         let path = self.host.etc(HOST_PUBLIC_KEY_FILE);
         std::fs::read_to_string(&path).map_err(|source| user::Error::ReadHostKey { path, source })
