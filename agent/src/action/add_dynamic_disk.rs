@@ -5,18 +5,12 @@ use std::sync::Arc;
 
 use settings::model::DiskSpec;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `add_dynamic_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "add_dynamic_disk",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("add_dynamic_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(2)?;

@@ -5,20 +5,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, error};
+use crate::action::{ActionSpec, Context, Invocation, Result, error};
 use crate::protocol::texts;
 use crate::task::CancelError;
 
 /// `cancel_task`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "cancel_task",
-    mode: always(Mode::Query),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::query("cancel_task", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

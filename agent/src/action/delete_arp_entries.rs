@@ -5,18 +5,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `delete_arp_entries`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "delete_arp_entries",
-    mode: always(Mode::Change),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::change("delete_arp_entries", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -11,19 +11,14 @@ use std::sync::Arc;
 use jobs::apply_spec::ApplySpec;
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking, error};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking, error};
 use crate::protocol::HealthEvent;
 
 /// `drain`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "drain",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: true,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("drain", |context, invocation| {
+    Box::pin(run(context, invocation))
+})
+.cancellable();
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

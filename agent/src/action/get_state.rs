@@ -8,18 +8,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `get_state`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "get_state",
-    mode: always(Mode::Query),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::query("get_state", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     let full = invocation.args.optional::<String>(0)?.as_deref() == Some("full");

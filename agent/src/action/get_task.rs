@@ -3,20 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, error};
+use crate::action::{ActionSpec, Context, Invocation, Result, error};
 use crate::protocol::{TaskHandle, texts};
 use crate::task::TaskState;
 
 /// `get_task`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "get_task",
-    mode: always(Mode::Query),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::query("get_task", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

@@ -8,21 +8,16 @@ use serde_json::Value;
 use crate::action::{ActionSpec, Context, Invocation, Mode, Result, blocking};
 
 /// `list_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "list_disk",
-    mode: |protocol| {
-        if protocol < 3 {
-            Mode::Query
-        } else {
-            Mode::Task
-        }
-    },
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::query("list_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+})
+.mode_by_protocol(|protocol| {
+    if protocol < 3 {
+        Mode::Query
+    } else {
+        Mode::Task
+    }
+});
 
 async fn run(context: Arc<Context>, _invocation: Invocation) -> Result {
     context.settings.load().await?;

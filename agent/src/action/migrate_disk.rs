@@ -4,18 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `migrate_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "migrate_disk",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("migrate_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, _invocation: Invocation) -> Result {
     blocking(move || {

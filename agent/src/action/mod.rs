@@ -9,8 +9,8 @@
 //! `prepare_network_change`, `prepare_configure_networks` and `release_apply_spec`) get
 //! `unknown message <method>`.
 //!
-//! How to add an action: write `<method>.rs` with a `pub const ACTION: ActionSpec`, add it to
-//! [`route`], and test it in `tests/actions.rs` through a real agent.
+//! How to add an action: write `<method>.rs` with `pub const ACTION: ActionSpec = ActionSpec::task(..)`
+//! (or `query`, `change`), add it to [`route`], and test it through a real agent in `tests/nats_bus.rs`.
 
 mod add_dynamic_disk;
 mod add_persistent_disk;
@@ -77,7 +77,7 @@ pub struct ActionSpec {
     /// Its payload may be logged (not `upload_blob`, whose payload is a rendered secret).
     pub loggable: bool,
     /// Runs it.
-    pub run: fn(Arc<Context>, Invocation) -> BoxFuture<Result>,
+    pub run: Runner,
     /// Finishes a persisted task after a restart.
     pub resume: Option<fn(Arc<Context>) -> BoxFuture<Result>>,
 }
@@ -137,6 +137,63 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "upload_blob" => &upload_blob::ACTION,
         _ => return None,
     })
+}
+
+/// A future-returning runner of an action.
+pub type Runner = fn(Arc<Context>, Invocation) -> BoxFuture<Result>;
+
+impl ActionSpec {
+    /// A query: runs at once, concurrently.
+    pub const fn query(name: &'static str, run: Runner) -> ActionSpec {
+        ActionSpec::new(name, Mode::Query, run)
+    }
+
+    /// A change: runs in arrival order, answers when done.
+    pub const fn change(name: &'static str, run: Runner) -> ActionSpec {
+        ActionSpec::new(name, Mode::Change, run)
+    }
+
+    /// A task: runs in arrival order, answers a task handle at once.
+    pub const fn task(name: &'static str, run: Runner) -> ActionSpec {
+        ActionSpec::new(name, Mode::Task, run)
+    }
+
+    /// Persisted in `bosh/tasks.json` and finished by `resume` after a restart.
+    pub const fn persistent(mut self, resume: fn(Arc<Context>) -> BoxFuture<Result>) -> ActionSpec {
+        self.persistent = true;
+        self.resume = Some(resume);
+        self
+    }
+
+    /// `cancel_task` can stop it.
+    pub const fn cancellable(mut self) -> ActionSpec {
+        self.cancellable = true;
+        self
+    }
+
+    /// Its payload is never logged.
+    pub const fn not_logged(mut self) -> ActionSpec {
+        self.loggable = false;
+        self
+    }
+
+    /// Its mode depends on the protocol version.
+    pub const fn mode_by_protocol(mut self, mode: fn(u64) -> Mode) -> ActionSpec {
+        self.mode = mode;
+        self
+    }
+
+    const fn new(name: &'static str, mode: Mode, run: Runner) -> ActionSpec {
+        ActionSpec {
+            name,
+            mode: always(mode),
+            persistent: false,
+            cancellable: false,
+            loggable: true,
+            run,
+            resume: None,
+        }
+    }
 }
 
 /// Positional arguments, decoded with Go's rules into each action's types.
@@ -205,8 +262,8 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|err| -> Error { Box::new(err) })?
 }
 
-/// Every mode but [`Mode::Query`] for actions that are always one thing.
-pub(crate) const fn always(mode: Mode) -> fn(u64) -> Mode {
+/// The mode of an action that is always one thing.
+const fn always(mode: Mode) -> fn(u64) -> Mode {
     match mode {
         Mode::Query => |_| Mode::Query,
         Mode::Change => |_| Mode::Change,

@@ -2,15 +2,8 @@
 
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Mode, always};
+use crate::action::ActionSpec;
 
 /// `ping`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "ping",
-    mode: always(Mode::Query),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |_, _| Box::pin(async { Ok(Value::from("pong")) }),
-    resume: None,
-};
+pub const ACTION: ActionSpec =
+    ActionSpec::query("ping", |_, _| Box::pin(async { Ok(Value::from("pong")) }));

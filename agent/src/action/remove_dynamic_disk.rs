@@ -2,18 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `remove_dynamic_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "remove_dynamic_disk",
-    mode: always(Mode::Change),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::change("remove_dynamic_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

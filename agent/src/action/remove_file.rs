@@ -6,18 +6,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `remove_file`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "remove_file",
-    mode: always(Mode::Change),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::change("remove_file", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(_context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

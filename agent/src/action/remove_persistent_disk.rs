@@ -3,18 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `remove_persistent_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "remove_persistent_disk",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("remove_persistent_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

@@ -4,18 +4,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `shutdown`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "shutdown",
-    mode: always(Mode::Change),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::change("shutdown", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, _invocation: Invocation) -> Result {
     let platform = context.platform.clone();

@@ -5,18 +5,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking, error};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking, error};
 
 /// `ssh`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "ssh",
-    mode: always(Mode::Change),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::change("ssh", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -6,18 +6,12 @@ use std::sync::Arc;
 
 use settings::model::DiskSettings;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `unmount_disk`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "unmount_disk",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("unmount_disk", |context, invocation| {
+    Box::pin(run(context, invocation))
+});
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

@@ -12,18 +12,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use settings::model::UpdateSettings;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
 
 /// `update_settings`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "update_settings",
-    mode: always(Mode::Task),
-    persistent: true,
-    cancellable: false,
-    loggable: true,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: Some(|_| Box::pin(async { Ok(Value::from("ok")) })),
-};
+pub const ACTION: ActionSpec = ActionSpec::task("update_settings", |context, invocation| {
+    Box::pin(run(context, invocation))
+})
+.persistent(|_| Box::pin(async { Ok(Value::from("ok")) }));
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;

@@ -9,18 +9,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use settings::digest::MultiDigest;
 
-use crate::action::{ActionSpec, Context, Invocation, Mode, Result, always, blocking, error};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking, error};
 
 /// `upload_blob`.
-pub const ACTION: ActionSpec = ActionSpec {
-    name: "upload_blob",
-    mode: always(Mode::Task),
-    persistent: false,
-    cancellable: false,
-    loggable: false,
-    run: |context, invocation| Box::pin(run(context, invocation)),
-    resume: None,
-};
+pub const ACTION: ActionSpec = ActionSpec::task("upload_blob", |context, invocation| {
+    Box::pin(run(context, invocation))
+})
+.not_logged();
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
