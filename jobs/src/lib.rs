@@ -10,4 +10,7 @@
 #![warn(clippy::print_stdout)]
 
 pub mod apply_spec;
+pub mod archive;
+pub mod blobstore;
+pub mod monit;
 pub mod supervisor;

@@ -1,0 +1,13 @@
+//! The integration tests of `jobs`, one binary with a module per area (as ripgrep's `tests/tests.rs`).
+//!
+//! * `blobstore`: the blobstore clients of `jobs::blobstore` against real servers and commands on
+//!   this machine (a DAV server on a loopback port, a shell script standing in for
+//!   `bosh-blobstore-<provider>`), following the Go agent's `agent/blobstore/*`,
+//!   `agent/httpblobprovider/*` and bosh-utils `blobstore/*`.
+
+// The workspace lint keeps unit tests in `#[cfg(test)]` modules; this crate is built only by the test
+// harness, so there is no non-test code to keep them apart from.
+#![allow(clippy::tests_outside_test_module)]
+
+mod blobstore;
+mod support;
