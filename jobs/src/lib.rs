@@ -2,9 +2,14 @@
 //! compilation, the monit-style supervisor and lifecycle scripts (drain, pre-start, post-start,
 //! errands).
 //!
-//! Today it holds the apply spec ([`apply_spec`]), which `get_state` and heartbeats report; the rest
-//! arrives with the jobs issue. **Architecture invariant:** `jobs` knows no message bus; it uses
-//! `platform` for the OS.
+//! Built so far, as libraries the agent's actions will call: the apply spec ([`apply_spec`]),
+//! blobstore clients ([`blobstore`]), safe tarball handling ([`archive`]), package and job
+//! installation for `prepare`/`apply` ([`install`]), package compilation ([`compile`]), the monit-file
+//! parser ([`monit`]) and the supervisor seam ([`supervisor`]). The built-in supervisor, lifecycle
+//! scripts and the wiring into actions arrive with the rest of the jobs issue.
+//!
+//! **Architecture invariant:** `jobs` knows no message bus; it runs commands only through
+//! `platform::cmd`.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
@@ -12,5 +17,7 @@
 pub mod apply_spec;
 pub mod archive;
 pub mod blobstore;
+pub mod compile;
+pub mod install;
 pub mod monit;
 pub mod supervisor;

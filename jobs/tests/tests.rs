@@ -4,10 +4,16 @@
 //!   this machine (a DAV server on a loopback port, a shell script standing in for
 //!   `bosh-blobstore-<provider>`), following the Go agent's `agent/blobstore/*`,
 //!   `agent/httpblobprovider/*` and bosh-utils `blobstore/*`.
+//! * `install`: `jobs::install` (`prepare` and `apply`) against a local blobstore of tarballs built
+//!   by the tests, following the Go agent's `agent/applier/*`.
+//! * `compile`: package compilation (`jobs::compile`) with the real `bash` and `cc`, following the
+//!   Go agent's `agent/compiler/concrete_compiler.go`.
 
 // The workspace lint keeps unit tests in `#[cfg(test)]` modules; this crate is built only by the test
 // harness, so there is no non-test code to keep them apart from.
 #![allow(clippy::tests_outside_test_module)]
 
 mod blobstore;
+mod compile;
+mod install;
 mod support;

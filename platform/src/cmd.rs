@@ -54,6 +54,10 @@ pub enum Error {
         program: String,
         /// How it ended (`exit status: 32`, `signal: 9`).
         status: String,
+        /// Its exit code; `None` when a signal ended it.
+        code: Option<i32>,
+        /// Its standard output (scripts' failures are reported with both streams).
+        stdout: String,
         /// Its trimmed standard error.
         stderr: String,
     },
@@ -174,6 +178,8 @@ impl CommandRunner for SystemRunner {
             Err(Error::Failed {
                 program: cmd.program_name(),
                 status: output.status.to_string(),
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             })
         }
@@ -211,6 +217,17 @@ mod tests {
             .run(&Cmd::new("sh").args(["-c", "echo '  no such disk  ' >&2; exit 32"]))
             .unwrap_err();
         assert_eq!(err.to_string(), "sh failed (exit status: 32): no such disk");
+        let Error::Failed { code, .. } = err else {
+            panic!("not a failure: {err:?}");
+        };
+        assert_eq!(code, Some(32));
+        let err = SystemRunner
+            .run(&Cmd::new("sh").args(["-c", "echo partial output; exit 3"]))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Failed { ref stdout, .. } if stdout == "partial output\n"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -111,6 +111,8 @@ impl CommandRunner for RecordingRunner {
             Reply::Fail(code, stderr) => Err(Error::Failed {
                 program: cmd.program_name(),
                 status: format!("exit status: {code}"),
+                code: Some(*code),
+                stdout: String::new(),
                 stderr: stderr.clone(),
             }),
         }

@@ -126,6 +126,16 @@ impl Dirs {
         self.data_dir().join("dynamic_disks")
     }
 
+    /// `data/sys/log/`: where jobs log (`sys/log` is a symlink to it on a VM).
+    pub fn data_sys_log_dir(&self) -> PathBuf {
+        self.data_dir().join("sys").join("log")
+    }
+
+    /// `data/sys/run/`: where jobs keep pidfiles.
+    pub fn data_sys_run_dir(&self) -> PathBuf {
+        self.data_dir().join("sys").join("run")
+    }
+
     /// `jobs/`: symlinks to the enabled job versions.
     pub fn jobs_dir(&self) -> PathBuf {
         self.base.join("jobs")

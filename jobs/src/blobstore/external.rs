@@ -101,7 +101,7 @@ impl ExternalBlobstore {
         Error::Command {
             operation,
             provider: self.provider.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

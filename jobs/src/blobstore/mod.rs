@@ -193,7 +193,7 @@ pub enum Error {
         provider: String,
         /// The cause.
         #[source]
-        source: platform::cmd::Error,
+        source: Box<platform::cmd::Error>,
     },
     /// The dummy blobstore holds no blobs to get (only the local blob directories can serve them).
     #[error("the dummy blobstore holds no blob '{id}'")]
