@@ -73,6 +73,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         tasks: Arc::new(TaskService::new(dirs.tasks_file())),
         restart,
         health,
+        runner: Arc::new(platform::cmd::SystemRunner),
     });
     crate::bootstrap::run(context.clone())
         .await

@@ -8,6 +8,7 @@
 #[path = "../../settings/tests/support/http_server.rs"]
 mod http_server;
 mod https_bus;
+mod jobs_bus;
 mod nats_bus;
 mod nats_harness;
 mod settings_cli;

@@ -82,22 +82,7 @@ const LOG_FILE_MODE: u32 = 0o640;
 /// Mode of `data/tmp` when we have to create it (reference/bosh-agent.md §6.1).
 const TMP_DIR_MODE: u32 = 0o755;
 
-/// Where a package's blob comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BlobSource {
-    /// The agent's blobstore.
-    Blobstore {
-        /// The blob id.
-        blobstore_id: String,
-    },
-    /// A pre-signed GET URL.
-    SignedUrl {
-        /// The URL.
-        url: String,
-        /// Headers to send with it (`blobstore_headers`; may hold encryption keys).
-        headers: BTreeMap<String, String>,
-    },
-}
+pub use crate::install::plan::BlobSource;
 
 /// A package and its blob: the source package to compile, or a compiled dependency.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,7 +420,7 @@ impl Request {
                 version: version.to_owned(),
                 digest,
                 source: BlobSource::Blobstore {
-                    blobstore_id: blobstore_id.to_owned(),
+                    id: blobstore_id.to_owned(),
                 },
             },
             dependencies,
@@ -499,7 +484,7 @@ impl DependencySpec {
             }
         } else if !self.blobstore_id.is_empty() {
             BlobSource::Blobstore {
-                blobstore_id: self.blobstore_id.clone(),
+                id: self.blobstore_id.clone(),
             }
         } else {
             return Err(Error::NoDependencyBlobReference {
@@ -649,7 +634,7 @@ impl Compiler<'_> {
     /// Downloads `package`'s blob to `destination`, verified.
     async fn fetch(&self, package: &Package, destination: &Path) -> blobstore::Result<()> {
         match &package.source {
-            BlobSource::Blobstore { blobstore_id } => {
+            BlobSource::Blobstore { id: blobstore_id } => {
                 self.blobstore
                     .get(blobstore_id, &package.digest, destination)
                     .await
@@ -1199,9 +1184,7 @@ mod tests {
             name: "ruby".to_owned(),
             version: "1.2".to_owned(),
             digest: MultiDigest::parse("abc").unwrap(),
-            source: BlobSource::Blobstore {
-                blobstore_id: "b".to_owned(),
-            },
+            source: BlobSource::Blobstore { id: "b".to_owned() },
         };
         let layout = Layout::new(&dirs, &package).unwrap();
         assert_eq!(layout.compile_dir, Path::new("/var/vcap/data/compile/ruby"));
@@ -1225,9 +1208,7 @@ mod tests {
             name: name.to_owned(),
             version: version.to_owned(),
             digest: MultiDigest::parse("abc").unwrap(),
-            source: BlobSource::Blobstore {
-                blobstore_id: "b".to_owned(),
-            },
+            source: BlobSource::Blobstore { id: "b".to_owned() },
         };
         for (name, version, expected) in [
             ("../etc", "1", "invalid name of package '../etc'"),
@@ -1444,14 +1425,14 @@ mod tests {
         assert_eq!(
             request.package.source,
             BlobSource::Blobstore {
-                blobstore_id: "blob".to_owned()
+                id: "blob".to_owned()
             }
         );
         assert_eq!(request.dependencies[0].name, "dep");
         assert_eq!(
             request.dependencies[0].source,
             BlobSource::Blobstore {
-                blobstore_id: "dep-blob".to_owned()
+                id: "dep-blob".to_owned()
             }
         );
         assert_eq!(request.upload, UploadTarget::Blobstore);
@@ -1499,7 +1480,7 @@ mod tests {
         assert_eq!(
             request.dependencies[1].source,
             BlobSource::Blobstore {
-                blobstore_id: "b-blob".to_owned()
+                id: "b-blob".to_owned()
             }
         );
 

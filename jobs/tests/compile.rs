@@ -68,7 +68,7 @@ impl DependencyInstaller for TestInstaller {
             let download = tempfile::tempdir()?;
             let blob = download.path().join("blob");
             match &package.source {
-                BlobSource::Blobstore { blobstore_id } => {
+                BlobSource::Blobstore { id: blobstore_id } => {
                     self.blobstore
                         .get(blobstore_id, &package.digest, &blob)
                         .await?

@@ -14,7 +14,10 @@
 
 mod add_dynamic_disk;
 mod add_persistent_disk;
+mod apply;
 mod cancel_task;
+mod compile_package;
+mod compile_package_with_signed_url;
 mod delete_arp_entries;
 mod drain;
 mod get_state;
@@ -24,6 +27,7 @@ mod list_disk;
 mod migrate_disk;
 mod mount_disk;
 mod ping;
+mod prepare;
 mod remove_dynamic_disk;
 mod remove_file;
 mod remove_persistent_disk;
@@ -110,6 +114,47 @@ pub struct Context {
     pub restart: tokio::sync::mpsc::Sender<()>,
     /// Messages for the health monitor (published on NATS; dropped on HTTPS, as in Go).
     pub health: tokio::sync::mpsc::Sender<crate::protocol::HealthEvent>,
+    /// Runs commands (packaging scripts, external blobstore commands).
+    pub runner: Arc<dyn platform::cmd::CommandRunner>,
+}
+
+impl Context {
+    /// The blobstore of the current settings (update settings, then `env.bosh.blobstores`, then
+    /// `blobstore`), wrapped with retries and the local blob directories.
+    pub async fn blobstore(self: &Arc<Self>) -> Result<Arc<dyn jobs::blobstore::Blobstore>> {
+        let context = self.clone();
+        blocking(move || {
+            let settings = context.settings.settings();
+            let blobstore = jobs::blobstore::from_settings(
+                settings.blobstore(),
+                &context.dirs,
+                context.runner.clone(),
+            )?;
+            Ok(Arc::from(blobstore))
+        })
+        .await
+    }
+
+    /// The client for signed URLs, trusting the blobstore's CA (reading the system's store blocks).
+    pub async fn signed_client(self: &Arc<Self>) -> Result<jobs::blobstore::SignedClient> {
+        let context = self.clone();
+        blocking(move || {
+            Ok(jobs::blobstore::SignedClient::from_settings(
+                context.settings.settings().blobstore(),
+            )?)
+        })
+        .await
+    }
+
+    /// The package and job installer `prepare`, `apply` and compilation use.
+    pub async fn installer(self: &Arc<Self>) -> Result<jobs::install::Installer> {
+        let blobstore = self.blobstore().await?;
+        let signed = self.signed_client().await?;
+        let parallel = self.settings.settings().env.bosh.parallel();
+        Ok(jobs::install::Installer::new(self.dirs.clone(), blobstore)
+            .with_signed_client(signed)
+            .with_parallel(parallel))
+    }
 }
 
 /// The action for `method`, if there is one.
@@ -117,7 +162,10 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
     Some(match method {
         "add_dynamic_disk" => &add_dynamic_disk::ACTION,
         "add_persistent_disk" => &add_persistent_disk::ACTION,
+        "apply" => &apply::ACTION,
         "cancel_task" => &cancel_task::ACTION,
+        "compile_package" => &compile_package::ACTION,
+        "compile_package_with_signed_url" => &compile_package_with_signed_url::ACTION,
         "delete_arp_entries" => &delete_arp_entries::ACTION,
         "drain" => &drain::ACTION,
         "get_state" => &get_state::ACTION,
@@ -127,6 +175,7 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "migrate_disk" => &migrate_disk::ACTION,
         "mount_disk" => &mount_disk::ACTION,
         "ping" => &ping::ACTION,
+        "prepare" => &prepare::ACTION,
         "remove_dynamic_disk" => &remove_dynamic_disk::ACTION,
         "remove_file" => &remove_file::ACTION,
         "remove_persistent_disk" => &remove_persistent_disk::ACTION,

@@ -26,6 +26,7 @@
 //! `tokio::runtime::Handle::block_on`.
 
 pub mod bundle;
+mod compiled;
 pub mod download;
 pub mod instance;
 pub mod job;

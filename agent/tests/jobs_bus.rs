@@ -1,0 +1,212 @@
+//! Packages and jobs over NATS: `compile_package`, `prepare` and `apply` through the real agent on
+//! the dummy platform, with a `local` blobstore in the test's temp dir.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::client::{self, NatsClient};
+use serde_json::{Value, json};
+use settings::digest::{Algorithm, MultiDigest};
+use tokio::task::block_in_place;
+
+use crate::support::agent_process::AgentProcess;
+use crate::support::nats::{NatsServer, client_tls_config};
+use crate::support::pki::Pki;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(20);
+
+struct Fixture {
+    _server: NatsServer,
+    agent: AgentProcess,
+    director: NatsClient,
+    agent_id: String,
+}
+
+impl Fixture {
+    async fn start(agent_id: &str) -> Fixture {
+        let pki = Pki::new(agent_id);
+        let server = block_in_place(|| NatsServer::start(&pki));
+        let agent = block_in_place(|| AgentProcess::start(&pki, &server.url()));
+        let director = NatsClient::connect(
+            &server.url(),
+            client_tls_config(&pki.server_ca, Some(&pki.director)),
+        )
+        .await
+        .unwrap();
+        let fixture = Fixture {
+            _server: server,
+            agent,
+            director,
+            agent_id: agent_id.to_owned(),
+        };
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while client::call(
+            &fixture.director,
+            agent_id,
+            "ping",
+            vec![],
+            Duration::from_millis(500),
+        )
+        .await
+        .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}",
+                fixture.agent.log()
+            );
+        }
+        fixture
+    }
+
+    fn blobstore(&self) -> PathBuf {
+        self.agent.dir().join("blobstore")
+    }
+
+    /// Puts a tarball of `tree` into the local blobstore as `id` and returns its sha1.
+    fn put_tree(&self, id: &str, tree: &Path) -> String {
+        let path = self.blobstore().join(id);
+        jobs::archive::create(tree, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        MultiDigest::compute(bytes.as_slice(), &[Algorithm::Sha1])
+            .unwrap()
+            .to_string()
+    }
+
+    async fn call_and_wait(&self, method: &str, arguments: Value) -> Result<Value, client::Error> {
+        let Value::Array(arguments) = arguments else {
+            panic!("arguments must be an array")
+        };
+        client::call_and_wait(
+            &self.director,
+            &self.agent_id,
+            method,
+            arguments,
+            TIMEOUT,
+            POLL,
+        )
+        .await
+    }
+}
+
+fn write_executable(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_prepare_and_apply_a_package_and_a_job() {
+    let fixture = Fixture::start("agent-jobs").await;
+    let work = tempfile::tempdir().unwrap();
+
+    // A source package whose packaging script builds something with the BOSH_* variables.
+    let source = work.path().join("source");
+    write_executable(
+        &source.join("packaging"),
+        "set -e\nmkdir -p \"$BOSH_INSTALL_TARGET/bin\"\nprintf 'built %s %s\\n' \"$BOSH_PACKAGE_NAME\" \"$BOSH_PACKAGE_VERSION\" > \"$BOSH_INSTALL_TARGET/bin/hello\"\n",
+    );
+    let source_sha1 = fixture.put_tree("source-1", &source);
+    let compiled = fixture
+        .call_and_wait(
+            "compile_package",
+            json!(["source-1", source_sha1, "hello", "1.0.1", {}]),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}\n{}", fixture.agent.log()));
+    let result = &compiled["result"];
+    let compiled_id = result["blobstore_id"].as_str().unwrap().to_owned();
+    let compiled_sha1 = result["sha1"].as_str().unwrap().to_owned();
+    assert!(
+        fixture.blobstore().join(&compiled_id).exists(),
+        "{compiled}"
+    );
+
+    // A failing packaging script gives the Go text with the script's output.
+    let failing = work.path().join("failing");
+    write_executable(
+        &failing.join("packaging"),
+        "echo about to fail\necho broken >&2\nexit 3\n",
+    );
+    let failing_sha1 = fixture.put_tree("source-2", &failing);
+    let failure = fixture
+        .call_and_wait(
+            "compile_package",
+            json!(["source-2", failing_sha1, "broken", "1", {}]),
+        )
+        .await;
+    let Err(client::Error::Exception(message)) = failure else {
+        panic!("expected an exception: {failure:?}");
+    };
+    assert!(
+        message.contains("Command exited with 3; Stdout: "),
+        "{message}"
+    );
+    assert!(message.contains("about to fail"), "{message}");
+    assert!(message.contains("broken"), "{message}");
+
+    // The rendered templates archive: one top directory per job.
+    let templates = work.path().join("templates");
+    write_executable(&templates.join("web/bin/ctl"), "#!/bin/sh\nexit 0\n");
+    std::fs::write(
+        templates.join("web/monit"),
+        "check process web with pidfile /var/vcap/sys/run/web/pid\n",
+    )
+    .unwrap();
+    let templates_sha1 = fixture.put_tree("templates-1", &templates);
+    let spec = json!({
+        "deployment": "cf", "name": "web", "index": 0, "id": "uuid-1", "az": "z1",
+        "job": {"name": "web", "templates": [{"name": "web", "version": "1"}]},
+        "packages": {"hello": {"name": "hello", "version": "1.0.1", "sha1": compiled_sha1, "blobstore_id": compiled_id}},
+        "rendered_templates_archive": {"blobstore_id": "templates-1", "sha1": templates_sha1},
+        "configuration_hash": "hash-1",
+        "links": {"dropped": true}
+    });
+    assert_eq!(
+        fixture
+            .call_and_wait("prepare", json!([spec]))
+            .await
+            .unwrap(),
+        json!("prepared")
+    );
+    assert_eq!(
+        fixture
+            .call_and_wait("apply", json!([spec]))
+            .await
+            .unwrap_or_else(|err| panic!("{err}\n{}", fixture.agent.log())),
+        json!("applied")
+    );
+
+    let base = fixture.agent.base_dir();
+    let hello = std::fs::read_to_string(base.join("packages/hello/bin/hello")).unwrap();
+    assert_eq!(hello, "built hello 1.0.1\n");
+    assert!(base.join("jobs/web/bin/ctl").exists());
+    assert_eq!(
+        std::fs::metadata(base.join("jobs/web/bin/ctl"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::read_to_string(base.join("instance/deployment")).unwrap(),
+        "cf"
+    );
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(base.join("bosh/spec.json")).unwrap()).unwrap();
+    assert!(saved.get("links").is_none(), "{saved}");
+    let state = client::call(
+        &fixture.director,
+        "agent-jobs",
+        "get_state",
+        vec![],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(state["deployment"], "cf");
+    assert_eq!(state["job"]["name"], "web");
+}
