@@ -210,3 +210,67 @@ async fn compile_prepare_and_apply_a_package_and_a_job() {
     assert_eq!(state["deployment"], "cf");
     assert_eq!(state["job"]["name"], "web");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_dns_keeps_the_newest_records() {
+    let fixture = Fixture::start("agent-dns").await;
+    let blob = br#"{"version":2,"records":[["10.0.0.5","web-0.web.default.cf.bosh"]],"record_keys":["id"]}"#;
+    std::fs::write(fixture.blobstore().join("dns-2"), blob).unwrap();
+    let sha1 = MultiDigest::compute(&blob[..], &[Algorithm::Sha1])
+        .unwrap()
+        .to_string();
+    let call = |arguments: Value| {
+        let Value::Array(arguments) = arguments else {
+            unreachable!()
+        };
+        client::call(
+            &fixture.director,
+            "agent-dns",
+            "sync_dns",
+            arguments,
+            TIMEOUT,
+        )
+    };
+
+    assert_eq!(
+        call(json!(["dns-2", sha1, 2])).await.unwrap(),
+        json!("synced")
+    );
+    let base = fixture.agent.base_dir();
+    assert_eq!(
+        std::fs::read_to_string(base.join("bosh/etc_hosts")).unwrap(),
+        "10.0.0.5 web-0.web.default.cf.bosh\n"
+    );
+    let stored = base.join("instance/dns/records.json");
+    assert_eq!(std::fs::read(&stored).unwrap(), blob);
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    // Older or equal versions need no download: a blob that does not exist is never asked for.
+    assert_eq!(
+        call(json!(["no-such-blob", sha1, 1])).await.unwrap(),
+        json!("synced")
+    );
+    // A blob whose version is not the one announced is refused, and nothing changes.
+    let Err(client::Error::Exception(mismatch)) = call(json!(["dns-2", sha1, 3])).await else {
+        panic!("expected an exception");
+    };
+    assert!(
+        mismatch.ends_with(
+            "version from unpacked dns blob does not match version supplied by director"
+        ),
+        "{mismatch}"
+    );
+    // A wrong digest is refused before anything is used.
+    let wrong = "0000000000000000000000000000000000000000";
+    let Err(client::Error::Exception(corrupt)) = call(json!(["dns-2", wrong, 4])).await else {
+        panic!("expected an exception");
+    };
+    assert!(
+        corrupt.contains("Expected stream to have digest"),
+        "{corrupt}"
+    );
+    assert_eq!(std::fs::read(&stored).unwrap(), blob);
+}

@@ -25,6 +25,7 @@
 pub mod cert;
 pub mod cmd;
 pub mod disk;
+pub mod dns;
 pub mod dummy;
 pub mod host_paths;
 pub mod linux;
@@ -103,6 +104,10 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Replaces the director's trusted CA certificates with those of `pem_bundle` (PEM blocks; an
     /// empty bundle removes them all).
     fn update_trusted_certs(&self, pem_bundle: &str) -> Result<(), cert::Error>;
+
+    /// Points the records' names at their addresses (`/etc/hosts` on Linux) for the VM `hostname`.
+    fn save_dns_records(&self, records: &dns::DnsRecords, hostname: &str)
+    -> Result<(), dns::Error>;
 
     /// Flushes the ARP cache entries of `ips`.
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error>;

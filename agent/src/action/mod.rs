@@ -33,6 +33,8 @@ mod remove_file;
 mod remove_persistent_disk;
 mod shutdown;
 mod ssh;
+mod sync_dns;
+mod sync_dns_with_signed_url;
 mod unmount_disk;
 mod update_settings;
 mod upload_blob;
@@ -181,6 +183,8 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "remove_persistent_disk" => &remove_persistent_disk::ACTION,
         "shutdown" => &shutdown::ACTION,
         "ssh" => &ssh::ACTION,
+        "sync_dns" => &sync_dns::ACTION,
+        "sync_dns_with_signed_url" => &sync_dns_with_signed_url::ACTION,
         "unmount_disk" => &unmount_disk::ACTION,
         "update_settings" => &update_settings::ACTION,
         "upload_blob" => &upload_blob::ACTION,

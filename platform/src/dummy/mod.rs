@@ -49,6 +49,8 @@ use crate::{HostPaths, Platform};
 
 /// `bosh/mounts.json`: [`MountRecord`]s.
 pub const MOUNTS_FILE: &str = "mounts.json";
+/// DNS record lines (`sync_dns`), as the Go dummy platform keeps them.
+pub const ETC_HOSTS_FILE: &str = "etc_hosts";
 /// `bosh/formatted_disks.json`: [`FormattedDisk`]s.
 pub const FORMATTED_DISKS_FILE: &str = "formatted_disks.json";
 /// `bosh/disk_migrations.json`: [`DiskMigration`]s.
@@ -159,6 +161,18 @@ impl Platform for DummyPlatform {
 
     fn update_trusted_certs(&self, pem_bundle: &str) -> Result<(), crate::cert::Error> {
         self.write_trusted_certs(pem_bundle)
+    }
+
+    fn save_dns_records(
+        &self,
+        records: &crate::dns::DnsRecords,
+        _hostname: &str,
+    ) -> Result<(), crate::dns::Error> {
+        // The Go dummy platform keeps only the record lines, in `bosh/etc_hosts`.
+        let lines = records.lines()?;
+        let _state = self.lock_state();
+        state::write_bytes(&self.state_file(ETC_HOSTS_FILE), lines.as_bytes())?;
+        Ok(())
     }
 
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), crate::net::Error> {

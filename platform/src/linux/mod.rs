@@ -14,7 +14,7 @@ use settings::Dirs;
 use settings::model::DiskSettings;
 
 use crate::vitals::{Vitals, VitalsCollector};
-use crate::{HostPaths, Platform, cert, disk, mount, net, power, user, vitals};
+use crate::{HostPaths, Platform, cert, disk, dns, mount, net, power, user, vitals};
 
 /// The host's SSH public key under `/etc`, as Go reads it.
 const HOST_PUBLIC_KEY_FILE: &str = "ssh/ssh_host_rsa_key.pub";
@@ -98,6 +98,18 @@ impl Platform for LinuxPlatform {
 
     fn update_trusted_certs(&self, _pem_bundle: &str) -> Result<(), cert::Error> {
         Err(cert::Error::Unsupported("updating trusted certificates"))
+    }
+
+    fn save_dns_records(
+        &self,
+        records: &dns::DnsRecords,
+        hostname: &str,
+    ) -> Result<(), dns::Error> {
+        let hosts = dns::render_etc_hosts(hostname, records)?;
+        let path = self.host.etc("hosts");
+        // Replaced atomically (the Go agent writes `/etc/hosts-<uuid>` and renames it).
+        settings::atomic_file::write(&path, hosts.as_bytes(), 0o644)
+            .map_err(|source| dns::Error::Write { path, source })
     }
 
     fn delete_arp_entries(&self, _ips: &[String]) -> Result<(), net::Error> {
