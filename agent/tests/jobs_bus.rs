@@ -274,3 +274,72 @@ async fn sync_dns_keeps_the_newest_records() {
     );
     assert_eq!(std::fs::read(&stored).unwrap(), blob);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_logs_and_bundle_logs_pack_the_job_and_agent_logs() {
+    let fixture = Fixture::start("agent-logs").await;
+    let base = fixture.agent.base_dir();
+    for (path, text) in [
+        ("sys/log/web/web.stdout.log", "hello"),
+        ("sys/log/web/web.stderr.log", "oops"),
+    ] {
+        std::fs::create_dir_all(base.join(path).parent().unwrap()).unwrap();
+        std::fs::write(base.join(path), text).unwrap();
+    }
+    let fetched = fixture
+        .call_and_wait("fetch_logs", json!(["job", ["web/*.stdout.log"]]))
+        .await
+        .unwrap();
+    let blob = fixture
+        .blobstore()
+        .join(fetched["blobstore_id"].as_str().unwrap());
+    let bytes = std::fs::read(&blob).unwrap();
+    let sha1 = MultiDigest::compute(bytes.as_slice(), &[Algorithm::Sha1]).unwrap();
+    assert_eq!(fetched["sha1"], json!(sha1.to_string()));
+    let unpacked = tempfile::tempdir().unwrap();
+    jobs::archive::extract(&blob, &unpacked.path().join("logs"), &Default::default()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(unpacked.path().join("logs/web/web.stdout.log")).unwrap(),
+        "hello"
+    );
+    assert!(
+        !unpacked.path().join("logs/web/web.stderr.log").exists(),
+        "the filter keeps only stdout"
+    );
+
+    let invalid = fixture
+        .call_and_wait("fetch_logs", json!(["kernel", null]))
+        .await;
+    assert!(
+        matches!(invalid, Err(client::Error::Exception(ref m)) if m.ends_with("Invalid log type")),
+        "{invalid:?}"
+    );
+
+    let bundle = client::call(
+        &fixture.director,
+        "agent-logs",
+        "bundle_logs",
+        vec![json!({"owning_user": "bosh_abc", "log_type": "job", "filters": []})],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let path = PathBuf::from(bundle["logs_tar_path"].as_str().unwrap());
+    let sha512 =
+        MultiDigest::compute(std::fs::File::open(&path).unwrap(), &[Algorithm::Sha512]).unwrap();
+    assert_eq!(bundle["sha512"], json!(sha512.to_string()));
+    assert!(bundle["sha512"].as_str().unwrap().starts_with("sha512:"));
+    assert_eq!(
+        client::call(
+            &fixture.director,
+            "agent-logs",
+            "remove_file",
+            vec![json!(path)],
+            TIMEOUT
+        )
+        .await
+        .unwrap(),
+        json!(path)
+    );
+    assert!(!path.exists());
+}

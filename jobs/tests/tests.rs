@@ -8,6 +8,12 @@
 //!   by the tests, following the Go agent's `agent/applier/*`.
 //! * `compile`: package compilation (`jobs::compile`) with the real `bash` and `cc`, following the
 //!   Go agent's `agent/compiler/concrete_compiler.go`.
+//! * `process`: the built-in supervisor (`jobs::process`) with the real spawner, real `/proc` and a
+//!   job control script run as a program, standing in for monit 5.2.5 as the Go agent's
+//!   `jobsupervisor/monit_job_supervisor.go` drives it.
+//! * `script`: lifecycle scripts (`jobs::script`: `run_script`, drain, errands) as real shell
+//!   scripts in a temporary base dir, following the Go agent's `agent/script/*` and
+//!   `agent/action/run_errand.go`.
 
 // The workspace lint keeps unit tests in `#[cfg(test)]` modules; this crate is built only by the test
 // harness, so there is no non-test code to keep them apart from.
@@ -16,4 +22,6 @@
 mod blobstore;
 mod compile;
 mod install;
+mod process;
+mod script;
 mod support;

@@ -4,12 +4,28 @@
 //! arguments cannot break. [`SystemRunner`] runs it for real; `testing::RecordingRunner` records it and
 //! answers from a script. A failed command's error carries the program, the exit status and the
 //! trimmed stderr, the way bosh-utils' `CmdRunner` reports it.
+//!
+//! Long-lived children (supervised job processes, and the `start`/`stop` programs of monit files) go
+//! through the sibling seam [`Spawner`]: [`SystemSpawner`] starts a [`Cmd`] detached, in a process
+//! group of its own, with standard input from `/dev/null` and its output appended to files, and
+//! answers whether a pid is alive; `testing::FakeSpawner` records spawns and lets tests decide which
+//! pids live. Monit 5.2.5 spawns its programs the same way (`src/spawn.c`: a double fork, `setsid`,
+//! `/dev/null` on the standard streams), so they survive the supervisor.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::sys::signal;
+use nix::unistd::{Gid, Group, Pid, Uid, User};
+
+use crate::HostPaths;
 
 /// A command to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -186,6 +202,349 @@ impl CommandRunner for SystemRunner {
     }
 }
 
+/// A signal [`Spawner::signal`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `SIGTERM`.
+    Term,
+    /// `SIGKILL`.
+    Kill,
+    /// `SIGINT`.
+    Int,
+    /// `SIGQUIT`.
+    Quit,
+    /// `SIGHUP`.
+    Hup,
+    /// `SIGUSR1`.
+    Usr1,
+    /// `SIGUSR2`.
+    Usr2,
+}
+
+/// How [`Spawner::spawn`] starts a command, beyond what its [`Cmd`] says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpawnOptions {
+    /// Run as this user, a name or a number (monit's `as uid <user>`). Without `group`, the user's
+    /// primary group is used, as `chpst -u user` does.
+    pub user: Option<String>,
+    /// Run with this group, a name or a number (monit's `and gid <group>`).
+    pub group: Option<String>,
+    /// Append standard output to this file (created if missing); `/dev/null` when `None`.
+    pub stdout: Option<PathBuf>,
+    /// Append standard error to this file (created if missing); `/dev/null` when `None`.
+    pub stderr: Option<PathBuf>,
+    /// Start from an empty environment (plus `Cmd::env`) instead of the spawner's own, as monit
+    /// does for its programs.
+    pub clears_env: bool,
+}
+
+/// Why a spawn or a signal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The program could not be started.
+    #[error("starting {program}")]
+    Start {
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output file could not be opened.
+    #[error("opening {} for the output of {program}", .path.display())]
+    Output {
+        /// The program.
+        program: String,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A user or group name is not known on this host.
+    #[error("{kind} {name} of {program} does not exist")]
+    UnknownId {
+        /// The program.
+        program: String,
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// The spawner cannot do what was asked (another user's identity without root, standard input
+    /// bytes for a detached program).
+    #[error("{program}: {what} is not supported")]
+    Unsupported {
+        /// The program.
+        program: String,
+        /// What was asked.
+        what: String,
+    },
+    /// The pid does not name a live process.
+    #[error("no process with pid {pid}")]
+    NoSuchProcess {
+        /// The pid.
+        pid: u32,
+    },
+    /// The signal could not be sent.
+    #[error("sending {signal:?} to pid {pid}")]
+    Signal {
+        /// The pid.
+        pid: u32,
+        /// The signal.
+        signal: Signal,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts long-lived commands detached, and watches and signals processes by pid.
+///
+/// Every method blocks briefly (a fork, a `kill(2)`, a read under `/proc`); async callers run them
+/// in `tokio::task::spawn_blocking`.
+pub trait Spawner: Send + Sync + fmt::Debug {
+    /// Starts `cmd` in a process group of its own, standard input from `/dev/null`, and returns its
+    /// pid without waiting for it. `cmd.stdin` must be `None`.
+    fn spawn(&self, cmd: &Cmd, options: &SpawnOptions) -> Result<u32, SpawnError>;
+
+    /// Whether `pid` names a live process (a zombie is not alive).
+    fn is_alive(&self, pid: u32) -> bool;
+
+    /// Sends `signal` to the process `pid`.
+    fn signal(&self, pid: u32, signal: Signal) -> Result<(), SpawnError>;
+
+    /// Sends `signal` to every process of the process group `pgid` (the pid of a spawned command).
+    fn signal_group(&self, pgid: u32, signal: Signal) -> Result<(), SpawnError>;
+}
+
+/// Spawns commands on this machine.
+///
+/// It reaps the children it started whenever it is called, so a program that exited never lingers
+/// as a zombie, and it reads `/proc/<pid>/stat` (through [`HostPaths`]) to tell zombies of other
+/// parents from live processes.
+#[derive(Debug)]
+pub struct SystemSpawner {
+    host: HostPaths,
+    children: Mutex<Vec<Child>>,
+}
+
+impl SystemSpawner {
+    /// A spawner reading the real `/proc`.
+    pub fn new() -> SystemSpawner {
+        SystemSpawner::with_host(HostPaths::system())
+    }
+
+    /// A spawner reading `/proc` under `host`.
+    pub fn with_host(host: HostPaths) -> SystemSpawner {
+        SystemSpawner {
+            host,
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Waits for the children that have exited, so they leave no zombies.
+    fn reap(&self) {
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+    }
+
+    /// Whether `/proc/<pid>/stat` says the process is a zombie (or dead); `false` when unreadable.
+    fn is_zombie(&self, pid: u32) -> bool {
+        std::fs::read_to_string(self.host.proc(&format!("{pid}/stat")))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            })
+            .is_some_and(|state| state == "Z" || state == "X")
+    }
+}
+
+impl Default for SystemSpawner {
+    fn default() -> SystemSpawner {
+        SystemSpawner::new()
+    }
+}
+
+impl Spawner for SystemSpawner {
+    fn spawn(&self, cmd: &Cmd, options: &SpawnOptions) -> Result<u32, SpawnError> {
+        self.reap();
+        let program = cmd.program_name();
+        if cmd.stdin.is_some() {
+            return Err(SpawnError::Unsupported {
+                program,
+                what: "standard input for a detached program".to_owned(),
+            });
+        }
+        let ids = resolve_ids(&program, options)?;
+        let mut command = Command::new(&cmd.program);
+        command.args(&cmd.args);
+        if options.clears_env {
+            command.env_clear();
+        }
+        command
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(output(&program, options.stdout.as_deref())?)
+            .stderr(output(&program, options.stderr.as_deref())?)
+            // A group of its own: a signal to the agent's group (a terminal's ^C, a service manager
+            // killing the agent's group) does not reach job processes. A new session would need
+            // `setsid` in `pre_exec`, which is unsafe code.
+            .process_group(0);
+        if let Some(dir) = &cmd.dir {
+            command.current_dir(dir);
+        }
+        if let Some((uid, gid)) = ids {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let child = command.spawn().map_err(|source| SpawnError::Start {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        tracing::debug!(command = %cmd, pid, "spawned command");
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child);
+        Ok(pid)
+    }
+
+    fn is_alive(&self, pid: u32) -> bool {
+        self.reap();
+        let Some(target) = target_pid(pid) else {
+            return false;
+        };
+        match signal::kill(target, None) {
+            // EPERM: the process exists but belongs to another user.
+            Ok(()) | Err(Errno::EPERM) => !self.is_zombie(pid),
+            Err(_) => false,
+        }
+    }
+
+    fn signal(&self, pid: u32, signal: Signal) -> Result<(), SpawnError> {
+        let target = target_pid(pid).ok_or(SpawnError::NoSuchProcess { pid })?;
+        send(pid, signal, signal::kill(target, nix_signal(signal)))
+    }
+
+    fn signal_group(&self, pgid: u32, signal: Signal) -> Result<(), SpawnError> {
+        let target = target_pid(pgid).ok_or(SpawnError::NoSuchProcess { pid: pgid })?;
+        send(pgid, signal, signal::killpg(target, nix_signal(signal)))
+    }
+}
+
+/// `pid` as a kill(2) target; `None` for 0 and for values that would become negative, which kill(2)
+/// reads as "my process group" or "every process".
+fn target_pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|pid| *pid > 0)
+        .map(Pid::from_raw)
+}
+
+fn send(pid: u32, signal: Signal, result: nix::Result<()>) -> Result<(), SpawnError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(Errno::ESRCH) => Err(SpawnError::NoSuchProcess { pid }),
+        Err(errno) => Err(SpawnError::Signal {
+            pid,
+            signal,
+            source: errno.into(),
+        }),
+    }
+}
+
+fn nix_signal(signal: Signal) -> signal::Signal {
+    match signal {
+        Signal::Term => signal::Signal::SIGTERM,
+        Signal::Kill => signal::Signal::SIGKILL,
+        Signal::Int => signal::Signal::SIGINT,
+        Signal::Quit => signal::Signal::SIGQUIT,
+        Signal::Hup => signal::Signal::SIGHUP,
+        Signal::Usr1 => signal::Signal::SIGUSR1,
+        Signal::Usr2 => signal::Signal::SIGUSR2,
+    }
+}
+
+fn output(program: &str, path: Option<&Path>) -> Result<Stdio, SpawnError> {
+    let Some(path) = path else {
+        return Ok(Stdio::null());
+    };
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(|file: File| Stdio::from(file))
+        .map_err(|source| SpawnError::Output {
+            program: program.to_owned(),
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The uid and gid `options` ask for, `None` when they ask for none. Switching identity needs root:
+/// without it, anything but our own ids is [`SpawnError::Unsupported`].
+fn resolve_ids(program: &str, options: &SpawnOptions) -> Result<Option<(Uid, Gid)>, SpawnError> {
+    if options.user.is_none() && options.group.is_none() {
+        return Ok(None);
+    }
+    let unknown = |kind: &'static str, name: &str| SpawnError::UnknownId {
+        program: program.to_owned(),
+        kind,
+        name: name.to_owned(),
+    };
+    let (uid, primary_gid) = match &options.user {
+        Some(name) => match parse_id(name) {
+            Some(id) => (
+                Uid::from_raw(id),
+                User::from_uid(Uid::from_raw(id))
+                    .ok()
+                    .flatten()
+                    .map(|user| user.gid),
+            ),
+            None => {
+                let user = User::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| unknown("user", name))?;
+                (user.uid, Some(user.gid))
+            }
+        },
+        None => (Uid::effective(), None),
+    };
+    let gid = match &options.group {
+        Some(name) => match parse_id(name) {
+            Some(id) => Gid::from_raw(id),
+            None => {
+                Group::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| unknown("group", name))?
+                    .gid
+            }
+        },
+        None => primary_gid.unwrap_or_else(Gid::effective),
+    };
+    if !Uid::effective().is_root() && (uid != Uid::effective() || gid != Gid::effective()) {
+        return Err(SpawnError::Unsupported {
+            program: program.to_owned(),
+            what: format!("running as uid {uid} gid {gid} without root"),
+        });
+    }
+    Ok(Some((uid, gid)))
+}
+
+/// A numeric user or group id, as monit accepts `as uid 1000`.
+fn parse_id(name: &str) -> Option<u32> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +604,139 @@ mod tests {
             cmd.to_string(),
             "mount -o ro \"/dev/disk/by-label/config 2\""
         );
+    }
+
+    /// Polls `condition` every few milliseconds for up to ten seconds.
+    fn wait_until(condition: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        condition()
+    }
+
+    #[test]
+    fn a_spawned_command_runs_in_its_own_group_until_killed() {
+        let spawner = SystemSpawner::new();
+        let pid = spawner
+            .spawn(&Cmd::new("sleep").arg("1000"), &SpawnOptions::default())
+            .unwrap();
+        assert!(spawner.is_alive(pid));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        let pgrp: u32 = rest.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(pgrp, pid, "the child leads its own process group");
+        spawner.signal(pid, Signal::Kill).unwrap();
+        assert!(
+            wait_until(|| !spawner.is_alive(pid)),
+            "pid {pid} still alive"
+        );
+        assert!(matches!(
+            spawner.signal(pid, Signal::Term),
+            Err(SpawnError::NoSuchProcess { pid: p }) if p == pid
+        ));
+    }
+
+    #[test]
+    fn output_is_appended_to_files_and_the_environment_can_start_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.log");
+        std::fs::write(&out, "before\n").unwrap();
+        let spawner = SystemSpawner::new();
+        let options = SpawnOptions {
+            stdout: Some(out.clone()),
+            stderr: Some(dir.path().join("err.log")),
+            clears_env: true,
+            ..SpawnOptions::default()
+        };
+        let pid = spawner
+            .spawn(&Cmd::new("/usr/bin/env").env("GREETING", "hi"), &options)
+            .unwrap();
+        assert!(wait_until(|| !spawner.is_alive(pid)));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "before\nGREETING=hi\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("err.log")).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn spawn_refuses_what_it_cannot_do() {
+        let spawner = SystemSpawner::new();
+        let err = spawner
+            .spawn(&Cmd::new("cat").stdin("x"), &SpawnOptions::default())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cat: standard input for a detached program is not supported"
+        );
+        let err = spawner
+            .spawn(
+                &Cmd::new("true"),
+                &SpawnOptions {
+                    user: Some("no-such-user-for-bosh-tests".into()),
+                    ..SpawnOptions::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user no-such-user-for-bosh-tests of true does not exist"
+        );
+        let err = spawner
+            .spawn(&Cmd::new("/nonexistent/program"), &SpawnOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, SpawnError::Start { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn pids_that_kill_would_widen_are_never_signalled() {
+        let spawner = SystemSpawner::new();
+        for pid in [0, u32::MAX, 1 << 31] {
+            assert!(!spawner.is_alive(pid), "{pid}");
+            assert!(matches!(
+                spawner.signal(pid, Signal::Kill),
+                Err(SpawnError::NoSuchProcess { .. })
+            ));
+            assert!(matches!(
+                spawner.signal_group(pid, Signal::Kill),
+                Err(SpawnError::NoSuchProcess { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn zombies_read_from_proc_are_not_alive() {
+        let root = tempfile::tempdir().unwrap();
+        let host = HostPaths::with_root(root.path());
+        std::fs::create_dir_all(host.proc("4242")).unwrap();
+        std::fs::write(host.proc("4242/stat"), "4242 (a (b) c) Z 1 4242 4242 0").unwrap();
+        let spawner = SystemSpawner::with_host(host.clone());
+        assert!(spawner.is_zombie(4242));
+        std::fs::write(host.proc("4242/stat"), "4242 (sleep) S 1 4242 4242 0").unwrap();
+        assert!(!spawner.is_zombie(4242));
+        assert!(!spawner.is_zombie(4343));
+    }
+
+    #[test]
+    fn numeric_ids_are_ids_and_names_are_names() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0", Some(0)),
+            ("1000", Some(1000)),
+            ("vcap", None),
+            ("", None),
+            ("-1", None),
+            ("1e3", None),
+            ("99999999999", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(parse_id(name), *expected, "{name}");
+        }
     }
 }

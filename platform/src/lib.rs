@@ -109,6 +109,10 @@ pub trait Platform: Send + Sync + fmt::Debug {
     fn save_dns_records(&self, records: &dns::DnsRecords, hostname: &str)
     -> Result<(), dns::Error>;
 
+    /// The host's system log directory (`/var/log`), for `fetch_logs system`; `None` where the
+    /// platform has none to offer (the dummy platform reads nothing outside the base dir).
+    fn system_log_dir(&self) -> Option<std::path::PathBuf>;
+
     /// Flushes the ARP cache entries of `ips`.
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error>;
 

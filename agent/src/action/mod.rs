@@ -15,11 +15,14 @@
 mod add_dynamic_disk;
 mod add_persistent_disk;
 mod apply;
+mod bundle_logs;
 mod cancel_task;
 mod compile_package;
 mod compile_package_with_signed_url;
 mod delete_arp_entries;
 mod drain;
+mod fetch_logs;
+mod fetch_logs_with_signed_url;
 mod get_state;
 mod get_task;
 mod info;
@@ -165,11 +168,14 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "add_dynamic_disk" => &add_dynamic_disk::ACTION,
         "add_persistent_disk" => &add_persistent_disk::ACTION,
         "apply" => &apply::ACTION,
+        "bundle_logs" => &bundle_logs::ACTION,
         "cancel_task" => &cancel_task::ACTION,
         "compile_package" => &compile_package::ACTION,
         "compile_package_with_signed_url" => &compile_package_with_signed_url::ACTION,
         "delete_arp_entries" => &delete_arp_entries::ACTION,
         "drain" => &drain::ACTION,
+        "fetch_logs" => &fetch_logs::ACTION,
+        "fetch_logs_with_signed_url" => &fetch_logs_with_signed_url::ACTION,
         "get_state" => &get_state::ACTION,
         "get_task" => &get_task::ACTION,
         "info" => &info::ACTION,

@@ -175,6 +175,10 @@ impl Platform for DummyPlatform {
         Ok(())
     }
 
+    fn system_log_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), crate::net::Error> {
         self.record_arp_flushes(ips)
     }

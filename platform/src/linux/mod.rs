@@ -112,6 +112,10 @@ impl Platform for LinuxPlatform {
             .map_err(|source| dns::Error::Write { path, source })
     }
 
+    fn system_log_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.host.root().join("var").join("log"))
+    }
+
     fn delete_arp_entries(&self, _ips: &[String]) -> Result<(), net::Error> {
         Err(net::Error::Unsupported("deleting arp entries"))
     }
