@@ -343,3 +343,87 @@ async fn fetch_logs_and_bundle_logs_pack_the_job_and_agent_logs() {
     );
     assert!(!path.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_scripts_run_for_the_applied_jobs() {
+    let fixture = Fixture::start("agent-scripts").await;
+    let work = tempfile::tempdir().unwrap();
+    let templates = work.path().join("templates");
+    write_executable(
+        &templates.join("web/bin/pre-start"),
+        "#!/bin/sh\necho \"pre-start $GREETING\"\n",
+    );
+    // A dynamic drain: first ask for one more second, then be done.
+    write_executable(
+        &templates.join("web/bin/drain"),
+        "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/../drain-calls\"\nif [ \"$1\" = job_check_status ]; then echo 0; else echo -1; fi\n",
+    );
+    write_executable(
+        &templates.join("web/bin/run"),
+        "#!/bin/sh\necho out\necho err >&2\nexit 3\n",
+    );
+    write_executable(
+        &templates.join("worker/bin/pre-start"),
+        "#!/bin/sh\necho broken >&2\nexit 1\n",
+    );
+    let templates_sha1 = fixture.put_tree("templates-1", &templates);
+    let spec = json!({
+        "deployment": "cf", "name": "web", "index": 0, "id": "uuid-1",
+        "job": {"name": "web", "templates": [{"name": "web", "version": "1"}, {"name": "worker", "version": "1"}]},
+        "rendered_templates_archive": {"blobstore_id": "templates-1", "sha1": templates_sha1},
+        "configuration_hash": "hash-1"
+    });
+    fixture.call_and_wait("apply", json!([spec])).await.unwrap();
+    let base = fixture.agent.base_dir();
+
+    // One job's pre-start fails: the Go text names it; the other's ran with the env and logged.
+    let failure = fixture
+        .call_and_wait(
+            "run_script",
+            json!(["pre-start", {"env": {"GREETING": "hello"}}]),
+        )
+        .await;
+    let Err(client::Error::Exception(message)) = failure else {
+        panic!("expected a failure: {failure:?}");
+    };
+    assert!(
+        message.ends_with(
+            "1 of 2 pre-start scripts failed. Failed Jobs: worker. Successful Jobs: web."
+        ),
+        "{message}"
+    );
+    let log = std::fs::read_to_string(base.join("sys/log/web/pre-start.stdout.log")).unwrap();
+    assert_eq!(log, "pre-start hello\n");
+    assert_eq!(
+        fixture
+            .call_and_wait("run_script", json!(["post-deploy", {}]))
+            .await
+            .unwrap(),
+        json!({})
+    );
+
+    let drained = fixture
+        .call_and_wait("drain", json!(["update", spec]))
+        .await
+        .unwrap();
+    assert_eq!(drained, json!(0));
+    let calls = std::fs::read_to_string(base.join("jobs/web/drain-calls")).unwrap();
+    assert_eq!(
+        calls,
+        "job_changed hash_unchanged\njob_check_status hash_unchanged\n"
+    );
+
+    let errand = fixture
+        .call_and_wait("run_errand", json!(["web"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        errand,
+        json!({"stdout": "out\n", "stderr": "err", "exit_code": 3})
+    );
+    let unknown = fixture.call_and_wait("run_errand", json!(["nope"])).await;
+    assert!(
+        matches!(unknown, Err(client::Error::Exception(ref m)) if m.ends_with("Could not find errand nope")),
+        "{unknown:?}"
+    );
+}

@@ -2,16 +2,18 @@
 //! unmonitors the jobs and runs their drain scripts. `drain shutdown` first tells the health monitor
 //! the VM is going away (`null` on `hm.agent.shutdown.<agent_id>`); `drain update` needs the new spec;
 //! `drain status` is a call the director no longer makes. The answer is always `0`.
-//!
-//! Running drain scripts comes with the jobs issue: until jobs can be installed no job has one, and a
-//! script found on disk is refused with a clear error rather than skipped.
+//! Each job's `bin/drain` runs with `<job_change> <hash_change> [updated packages]` and the
+//! `BOSH_JOB_STATE`/`BOSH_JOB_NEXT_STATE` environment; a negative answer is a dynamic drain, run again
+//! with `job_check_status` after that many seconds. `cancel_task` stops it.
 
 use std::sync::Arc;
 
 use jobs::apply_spec::ApplySpec;
 use serde_json::Value;
 
-use crate::action::{ActionSpec, Context, Invocation, Result, blocking, error};
+use jobs::script::drain::DrainParams;
+
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking, cancel_token, error};
 use crate::protocol::HealthEvent;
 
 /// `drain`.
@@ -37,18 +39,11 @@ async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
         _ => {}
     }
     context.supervisor.unmonitor()?;
-    let jobs_dir = context.dirs.jobs_dir();
-    let scripts: Vec<_> = current
-        .jobs()
-        .iter()
-        .map(|job| jobs_dir.join(&job.name).join("bin").join("drain"))
-        .filter(|script| script.exists())
-        .collect();
-    if let Some(script) = scripts.first() {
-        return Err(error(format!(
-            "running drain scripts is not implemented yet (found {})",
-            script.display()
-        )));
-    }
+    let params = match (drain_type.as_str(), &new_spec) {
+        ("update", Some(new_spec)) => DrainParams::update(&current, new_spec),
+        _ => DrainParams::shutdown(&current, new_spec.as_ref()),
+    };
+    let cancel = cancel_token(invocation.cancel);
+    blocking(move || Ok(context.job_scripts().drain(&current, &params, &cancel)?)).await?;
     Ok(Value::from(0))
 }

@@ -34,6 +34,8 @@ mod prepare;
 mod remove_dynamic_disk;
 mod remove_file;
 mod remove_persistent_disk;
+mod run_errand;
+mod run_script;
 mod shutdown;
 mod ssh;
 mod sync_dns;
@@ -151,6 +153,12 @@ impl Context {
         .await
     }
 
+    /// The jobs' lifecycle scripts (`run_script`, drain, errands).
+    pub fn job_scripts(&self) -> jobs::script::JobScripts {
+        let runner = jobs::script::runner::CommandScriptRunner::new(self.runner.clone());
+        jobs::script::JobScripts::new(self.dirs.clone(), Arc::new(runner))
+    }
+
     /// The package and job installer `prepare`, `apply` and compilation use.
     pub async fn installer(self: &Arc<Self>) -> Result<jobs::install::Installer> {
         let blobstore = self.blobstore().await?;
@@ -187,6 +195,8 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "remove_dynamic_disk" => &remove_dynamic_disk::ACTION,
         "remove_file" => &remove_file::ACTION,
         "remove_persistent_disk" => &remove_persistent_disk::ACTION,
+        "run_errand" => &run_errand::ACTION,
+        "run_script" => &run_script::ACTION,
         "shutdown" => &shutdown::ACTION,
         "ssh" => &ssh::ACTION,
         "sync_dns" => &sync_dns::ACTION,
@@ -310,6 +320,26 @@ impl Arguments {
             Some(_) => self.get(index).map(Some),
         }
     }
+}
+
+/// A cancel token for blocking script work that follows the task's cancellation.
+pub fn cancel_token(
+    cancel: Option<crate::task::Cancellation>,
+) -> jobs::script::cancel::CancelToken {
+    let token = jobs::script::cancel::CancelToken::new();
+    if let Some(mut cancel) = cancel {
+        let forward = token.clone();
+        // Ends with the task: the sender is dropped when the task finishes.
+        tokio::spawn(async move {
+            while cancel.changed().await.is_ok() {
+                if *cancel.borrow() {
+                    forward.cancel();
+                    return;
+                }
+            }
+        });
+    }
+    token
 }
 
 /// Runs blocking work (platform calls, file IO) off the async threads.
