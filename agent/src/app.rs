@@ -63,25 +63,55 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     tracing::info!(origin = ?loaded.origin, agent_id = %current.agent_id, "settings loaded");
 
     let (restart, mut restart_requests) = tokio::sync::mpsc::channel(1);
+    let (monit_alerts, mut monit_alert_queue) = tokio::sync::mpsc::channel(HEALTH_QUEUE);
     let (health, mut health_queue) =
         tokio::sync::mpsc::channel::<crate::protocol::HealthEvent>(HEALTH_QUEUE);
     let context = Arc::new(Context {
         dirs: dirs.clone(),
         settings: settings.clone(),
         platform: platform::new_platform(options.platform, &dirs),
-        supervisor: jobs::supervisor::by_name(&options.supervisor),
+        supervisor: jobs::supervisor::by_name(
+            &options.supervisor,
+            &dirs,
+            Arc::new(platform::cmd::SystemSpawner::new()),
+            platform::HostPaths::system(),
+            monit_alerts,
+        ),
         tasks: Arc::new(TaskService::new(dirs.tasks_file())),
         restart,
         health,
         runner: Arc::new(platform::cmd::SystemRunner),
+    });
+    // The supervisor's alerts become health-monitor alerts, titled with the VM's addresses.
+    let alert_context = context.clone();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        while let Some(monit) = monit_alert_queue.recv().await {
+            let settings = alert_context.settings.settings();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs() as i64);
+            if let Some(alert) = crate::alert::from_monit(&monit, &settings.networks.ips(), now) {
+                if alert_context
+                    .health
+                    .try_send(crate::protocol::HealthEvent::Alert(alert))
+                    .is_err()
+                {
+                    tracing::warn!("the health-monitor queue is full, dropping an alert");
+                }
+            }
+        }
     });
     crate::bootstrap::run(context.clone())
         .await
         .map_err(|err| {
             anyhow::anyhow!("bootstrap: {}", settings::source::error_chain(err.as_ref()))
         })?;
+    // Job processes outlive the agent: the supervisor adopts them from their pidfiles.
+    if let Err(err) = crate::action::start::load_jobs(&context).await {
+        tracing::error!(error = %settings::source::error_chain(err.as_ref()), "loading the jobs' monit files");
+    }
     let (dispatcher, lane) = Dispatcher::new(context.clone());
-    let mut tasks = JoinSet::new();
     tasks.spawn(lane);
     dispatcher.resume_persisted_tasks().await;
 

@@ -18,7 +18,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(20);
 
 struct Fixture {
-    _server: NatsServer,
+    server: NatsServer,
+    pki: Pki,
     agent: AgentProcess,
     director: NatsClient,
     agent_id: String,
@@ -26,9 +27,14 @@ struct Fixture {
 
 impl Fixture {
     async fn start(agent_id: &str) -> Fixture {
+        Fixture::start_with(agent_id, "dummy").await
+    }
+
+    async fn start_with(agent_id: &str, supervisor: &'static str) -> Fixture {
         let pki = Pki::new(agent_id);
         let server = block_in_place(|| NatsServer::start(&pki));
-        let agent = block_in_place(|| AgentProcess::start(&pki, &server.url()));
+        let agent =
+            block_in_place(|| AgentProcess::start_with_supervisor(&pki, &server.url(), supervisor));
         let director = NatsClient::connect(
             &server.url(),
             client_tls_config(&pki.server_ca, Some(&pki.director)),
@@ -36,7 +42,8 @@ impl Fixture {
         .await
         .unwrap();
         let fixture = Fixture {
-            _server: server,
+            server,
+            pki,
             agent,
             director,
             agent_id: agent_id.to_owned(),
@@ -426,4 +433,162 @@ async fn lifecycle_scripts_run_for_the_applied_jobs() {
         matches!(unknown, Err(client::Error::Exception(ref m)) if m.ends_with("Could not find errand nope")),
         "{unknown:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monit_supervisor_starts_restarts_adopts_and_stops_job_processes() {
+    use futures_util::StreamExt as _;
+    let mut fixture = Fixture::start_with("agent-monit", "monit").await;
+    let monitor = crate::support::nats::connect_director(&fixture.server.url(), &fixture.pki)
+        .await
+        .unwrap();
+    let mut alerts = monitor
+        .subscribe("hm.agent.alert.agent-monit")
+        .await
+        .unwrap();
+    crate::support::nats::round_trip(&monitor).await;
+    let base = fixture.agent.base_dir();
+    let run_dir = base.join("data/sys/run/web");
+    let work = tempfile::tempdir().unwrap();
+    let templates = work.path().join("templates");
+    write_executable(
+        &templates.join("web/bin/ctl"),
+        &format!(
+            "#!/bin/sh\ncase $1 in\n  start) mkdir -p {run}; sleep 1000 > /dev/null 2>&1 & echo $! > {run}/web.pid ;;\n  stop) kill $(cat {run}/web.pid) ;;\nesac\n",
+            run = run_dir.display()
+        ),
+    );
+    std::fs::write(
+        templates.join("web/monit"),
+        format!(
+            "check process web\n  with pidfile {run}/web.pid\n  start program \"{ctl} start\"\n  stop program \"{ctl} stop\"\n  group vcap\n",
+            run = run_dir.display(),
+            ctl = base.join("jobs/web/bin/ctl").display()
+        ),
+    )
+    .unwrap();
+    let blob = fixture.blobstore().join("templates-1");
+    jobs::archive::create(&templates, &blob).unwrap();
+    let sha1 = MultiDigest::compute(std::fs::read(&blob).unwrap().as_slice(), &[Algorithm::Sha1])
+        .unwrap()
+        .to_string();
+    let spec = json!({
+        "deployment": "cf", "name": "web", "index": 0, "id": "uuid-1",
+        "job": {"name": "web", "templates": [{"name": "web", "version": "1"}]},
+        "rendered_templates_archive": {"blobstore_id": "templates-1", "sha1": sha1},
+        "configuration_hash": "hash-1"
+    });
+    fixture.call_and_wait("apply", json!([spec])).await.unwrap();
+    let started = client::call(&fixture.director, "agent-monit", "start", vec![], TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(started, json!("started"));
+
+    let state_of = || async {
+        client::call(
+            &fixture.director,
+            "agent-monit",
+            "get_state",
+            vec![],
+            TIMEOUT,
+        )
+        .await
+        .unwrap()
+    };
+    let pid = |run_dir: &Path| {
+        std::fs::read_to_string(run_dir.join("web.pid"))
+            .ok()
+            .map(|p| p.trim().to_owned())
+    };
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let state = state_of().await;
+        if state["job_state"] == "running" && state["processes"][0]["state"] == "running" {
+            assert_eq!(state["processes"][0]["name"], "web");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never running: {state}\n{}",
+            fixture.agent.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let first = pid(&run_dir).unwrap();
+
+    // A killed process is restarted, and the health monitor hears of it.
+    std::process::Command::new("kill")
+        .args(["-9", &first])
+        .status()
+        .unwrap();
+    let alert = tokio::time::timeout(TIMEOUT, alerts.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let alert: Value = serde_json::from_slice(&alert.payload).unwrap();
+    assert!(
+        alert["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("web - does not exist - restart"),
+        "{alert}"
+    );
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let second = loop {
+        if let Some(second) = pid(&run_dir).filter(|p| *p != first) {
+            if state_of().await["job_state"] == "running" {
+                break second;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not restarted\n{}",
+            fixture.agent.log()
+        );
+        tokio::time::sleep(POLL).await;
+    };
+
+    // A restarted agent adopts the running process instead of starting another.
+    block_in_place(|| fixture.agent.restart());
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while state_of_checked(&fixture).await != Some("running".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            fixture.agent.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        pid(&run_dir).unwrap(),
+        second,
+        "the process was adopted, not restarted"
+    );
+
+    assert_eq!(
+        fixture.call_and_wait("stop", json!([])).await.unwrap(),
+        json!("stopped")
+    );
+    assert_eq!(state_of().await["job_state"], "stopped");
+    // Gone, or a zombie its new parent has not reaped yet.
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(&second).join("stat")).unwrap_or_default();
+    let running = stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(!running, "the job process is gone after stop: {stat}");
+}
+
+/// `job_state`, once the agent answers.
+async fn state_of_checked(fixture: &Fixture) -> Option<String> {
+    client::call(
+        &fixture.director,
+        &fixture.agent_id,
+        "get_state",
+        vec![],
+        Duration::from_millis(500),
+    )
+    .await
+    .ok()
+    .and_then(|state| state["job_state"].as_str().map(str::to_owned))
 }

@@ -1,12 +1,10 @@
 //! Job supervisors (`jobsupervisor/*`): what `get_state`, heartbeats and `start`/`stop` ask about the
 //! instance's processes.
 //!
-//! Today there are the supervisors the Go agent offers for tests: `dummy` (always `running`, no
-//! processes) and `dummy-nats` (`jobsupervisor/dummy_nats_job_supervisor.go`: three fixed processes,
-//! and a status the BOSH director's integration suite sets over the bus with `set_dummy_status`,
-//! `failing` raising a fake monit alert), plus a placeholder for `monit` that reports `unknown`, what
-//! the Go agent reports while monit is unreachable. The monit-style supervisor arrives with the jobs
-//! issue.
+//! `monit` (the default) is the built-in monit-style supervisor of [`crate::process`]; `dummy`
+//! (always `running`, no processes) and `dummy-nats` (`jobsupervisor/dummy_nats_job_supervisor.go`:
+//! three fixed processes, and a status the BOSH director's integration suite sets over the bus with
+//! `set_dummy_status`, `failing` raising a fake monit alert) are the Go agent's test supervisors.
 
 use std::sync::Mutex;
 
@@ -72,9 +70,24 @@ pub struct MonitAlert {
 /// Why a supervisor operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The supervisor is not available yet (`-M monit` before the jobs issue).
-    #[error("the {0} job supervisor is not available yet")]
+    /// The supervisor is not available.
+    #[error("the {0} job supervisor is not available")]
     Unavailable(&'static str),
+    /// The process supervisor refused.
+    #[error(transparent)]
+    Process(#[from] crate::process::Error),
+    /// The stopped marker could not be written or removed.
+    #[error("updating {}", .path.display())]
+    Marker {
+        /// The marker file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `dummy-nats` supervisor was told to fail tasks (the director suite's `fail_task`).
+    #[error("fake-task-fail-error")]
+    FakeTaskFail,
 }
 
 /// What a supervisor did with a bus message meant for it.
@@ -97,6 +110,22 @@ pub trait JobSupervisor: Send + Sync + std::fmt::Debug {
     /// Stops watching the processes without stopping them (before drain scripts run).
     fn unmonitor(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Replaces the supervised jobs with these (job name, monit file) pairs; running processes of
+    /// the new jobs are adopted from their pidfiles.
+    fn load_jobs(&self, _jobs: Vec<(String, crate::monit::MonitFile)>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Starts every job process (answers once the starts are under way, as monit does).
+    fn start(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Stops every job process and waits until they are gone.
+    fn stop(&self) -> crate::blobstore::BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Handles a bus message meant for the supervisor itself (the `dummy-nats` test controls, whose
@@ -159,6 +188,25 @@ impl JobSupervisor for DummyNatsSupervisor {
         .collect()
     }
 
+    fn start(&self) -> Result<(), Error> {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *status == "fail_task" {
+            return Err(Error::FakeTaskFail);
+        }
+        if *status != "failing" {
+            *status = "running".to_owned();
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> crate::blobstore::BoxFuture<'_, Result<(), Error>> {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *status != "failing" && *status != "fail_task" {
+            *status = "stopped".to_owned();
+        }
+        Box::pin(async { Ok(()) })
+    }
+
     fn control(&self, method: &str, request: &[u8]) -> Option<Control> {
         if method != "set_dummy_status" && method != "set_task_fail" {
             return None;
@@ -194,6 +242,74 @@ impl JobSupervisor for DummyNatsSupervisor {
     }
 }
 
+/// `-M monit`: the built-in monit-style supervisor ([`crate::process`]) with monit's `stopped`
+/// marker (`monit/stopped` under the base dir: written by `stop`, removed by `start`, and reported
+/// as the `stopped` job state).
+#[derive(Debug)]
+pub struct MonitSupervisor {
+    processes: crate::process::Supervisor,
+    stopped_marker: std::path::PathBuf,
+}
+
+impl MonitSupervisor {
+    /// The supervisor for the base dir of `dirs`, with `processes` doing the work.
+    pub fn new(processes: crate::process::Supervisor, dirs: &settings::Dirs) -> MonitSupervisor {
+        MonitSupervisor {
+            processes,
+            stopped_marker: dirs.monit_dir().join("stopped"),
+        }
+    }
+}
+
+impl JobSupervisor for MonitSupervisor {
+    fn status(&self) -> String {
+        self.processes
+            .job_state(self.stopped_marker.exists())
+            .to_string()
+    }
+
+    fn processes(&self) -> Vec<Process> {
+        self.processes.processes()
+    }
+
+    fn unmonitor(&self) -> Result<(), Error> {
+        Ok(self.processes.unmonitor()?)
+    }
+
+    fn load_jobs(&self, jobs: Vec<(String, crate::monit::MonitFile)>) -> Result<(), Error> {
+        Ok(self.processes.replace_jobs(jobs)?)
+    }
+
+    fn start(&self) -> Result<(), Error> {
+        // Start and stop programs log next to the marker (`monit/<service>.monit.log`).
+        if let Some(dir) = self.stopped_marker.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Marker {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        self.processes.start_all()?;
+        match std::fs::remove_file(&self.stopped_marker) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Marker {
+                path: self.stopped_marker.clone(),
+                source: err,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop(&self) -> crate::blobstore::BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let marker = self.stopped_marker.clone();
+            settings::atomic_file::write(&marker, b"", 0o644).map_err(|source| Error::Marker {
+                path: marker,
+                source,
+            })?;
+            Ok(self.processes.stop_all().await?)
+        })
+    }
+}
+
 /// A supervisor that is not available yet (`-M monit` before the jobs issue): state `unknown`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnavailableSupervisor;
@@ -208,12 +324,26 @@ impl JobSupervisor for UnavailableSupervisor {
     }
 }
 
-/// The supervisor `-M` names: `dummy`, `dummy-nats`, or anything else (`monit`), which is not
-/// available yet.
-pub fn by_name(name: &str) -> Box<dyn JobSupervisor> {
+/// The supervisor `-M` names: `dummy`, `dummy-nats`, or `monit` (the default; built in, through
+/// `spawner`, alerts on `alerts`); anything else reports `unknown`.
+pub fn by_name(
+    name: &str,
+    dirs: &settings::Dirs,
+    spawner: std::sync::Arc<dyn platform::cmd::Spawner>,
+    host: platform::HostPaths,
+    alerts: tokio::sync::mpsc::Sender<MonitAlert>,
+) -> Box<dyn JobSupervisor> {
     match name {
         "dummy" => Box::new(DummySupervisor),
         "dummy-nats" => Box::new(DummyNatsSupervisor::default()),
+        "monit" => {
+            let config = crate::process::Config {
+                output_dir: Some(dirs.monit_dir()),
+                ..crate::process::Config::default()
+            };
+            let processes = crate::process::Supervisor::new(config, spawner, host, alerts);
+            Box::new(MonitSupervisor::new(processes, dirs))
+        }
         _ => Box::new(UnavailableSupervisor),
     }
 }

@@ -38,6 +38,8 @@ mod run_errand;
 mod run_script;
 mod shutdown;
 mod ssh;
+pub mod start;
+mod stop;
 mod sync_dns;
 mod sync_dns_with_signed_url;
 mod unmount_disk;
@@ -199,6 +201,8 @@ pub fn route(method: &str) -> Option<&'static ActionSpec> {
         "run_script" => &run_script::ACTION,
         "shutdown" => &shutdown::ACTION,
         "ssh" => &ssh::ACTION,
+        "start" => &start::ACTION,
+        "stop" => &stop::ACTION,
         "sync_dns" => &sync_dns::ACTION,
         "sync_dns_with_signed_url" => &sync_dns_with_signed_url::ACTION,
         "unmount_disk" => &unmount_disk::ACTION,

@@ -42,9 +42,19 @@ impl AgentProcess {
     /// Like [`AgentProcess::start`], with the `dummy-nats` supervisor the director's integration
     /// suite controls over the bus.
     pub fn start_dummy_nats(pki: &Pki, nats_url: &str) -> AgentProcess {
+        AgentProcess::start_with_supervisor(pki, nats_url, "dummy-nats")
+    }
+
+    /// Like [`AgentProcess::start`], with the job supervisor `supervisor` (`monit` runs real job
+    /// processes).
+    pub fn start_with_supervisor(
+        pki: &Pki,
+        nats_url: &str,
+        supervisor: &'static str,
+    ) -> AgentProcess {
         let mut agent = AgentProcess::start_inner(pki, nats_url, |_| {}, "debug".to_owned());
         agent.stop();
-        agent.supervisor = "dummy-nats";
+        agent.supervisor = supervisor;
         agent.spawn();
         agent
     }

@@ -386,3 +386,52 @@ mod tests {
         );
     }
 }
+
+/// Why a job's monit files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading a file failed.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not a monit file.
+    #[error("parsing {}", .path.display())]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: parse::Error,
+    },
+}
+
+/// The monit files of an installed job (`<job dir>/monit` and every `<job dir>/*.monit`, as the Go
+/// agent copies them to monit's job directory), merged into one; a job without any has none.
+pub fn read_job_files(job_dir: &std::path::Path) -> Result<MonitFile, ReadError> {
+    let mut paths = vec![job_dir.join("monit")];
+    if let Ok(entries) = std::fs::read_dir(job_dir) {
+        let mut extra: Vec<_> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "monit") && path.is_file())
+            .collect();
+        extra.sort();
+        paths.extend(extra);
+    }
+    let mut merged = MonitFile::default();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ReadError::Read { path, source }),
+        };
+        let file = parse::parse(&text).map_err(|source| ReadError::Parse { path, source })?;
+        merged.services.extend(file.services);
+        merged.unsupported.extend(file.unsupported);
+    }
+    Ok(merged)
+}
