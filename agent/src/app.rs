@@ -30,6 +30,14 @@ pub struct Options {
     pub base_dir: PathBuf,
 }
 
+/// The message bus the mbus URL's scheme picks.
+enum Bus {
+    /// `nats://`.
+    Nats(bus::nats::NatsBus),
+    /// `https://` (`bosh create-env`).
+    Https(bus::https::HttpsBus),
+}
+
 /// Why the agent stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -102,6 +110,35 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             }
         }
     });
+    // Connect (or bind) first: the connection and its TLS handshake proceed in the background while
+    // the VM is bootstrapped; requests are served only once the bootstrap is done.
+    let url = current.mbus_url().to_owned();
+    let bus = match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("nats") => {
+            let certs = current.mbus_certs();
+            let tls =
+                crate::tls::nats_client_config(&certs.ca, &certs.certificate, &certs.private_key)
+                    .map_err(bus::Error::from)?;
+            Bus::Nats(
+                bus::nats::NatsBus::connect(current.mbus_urls(), tls, &current.agent_id).await?,
+            )
+        }
+        Some("https") => {
+            let certs = current.mbus_certs();
+            Bus::Https(
+                bus::https::HttpsBus::bind(
+                    &url,
+                    &certs.certificate,
+                    &certs.private_key,
+                    dirs.blobs_dir(),
+                )
+                .await?,
+            )
+        }
+        None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
+        _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),
+    };
+
     crate::bootstrap::run(context.clone())
         .await
         .map_err(|err| {
@@ -115,15 +152,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     tasks.spawn(lane);
     dispatcher.resume_persisted_tasks().await;
 
-    let url = current.mbus_url().to_owned();
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("nats") => {
-            let certs = current.mbus_certs();
-            let tls =
-                crate::tls::nats_client_config(&certs.ca, &certs.certificate, &certs.private_key)
-                    .map_err(bus::Error::from)?;
-            let nats =
-                bus::nats::NatsBus::connect(current.mbus_urls(), tls, &current.agent_id).await?;
+    match bus {
+        Bus::Nats(nats) => {
             tasks.spawn(crate::heartbeat::run(
                 nats.client().clone(),
                 nats.connected(),
@@ -140,29 +170,18 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
                     }
                 }
             });
-            let serving = nats.clone();
             let agent_id = current.agent_id.clone();
             tasks.spawn(async move {
-                if let Err(err) = serving.serve(&agent_id, dispatcher).await {
+                if let Err(err) = nats.serve(&agent_id, dispatcher).await {
                     tracing::error!(error = %settings::source::error_chain(&err), "serving NATS");
                 }
             });
         }
-        Some("https") => {
-            let certs = current.mbus_certs();
-            let https = bus::https::HttpsBus::bind(
-                &url,
-                &certs.certificate,
-                &certs.private_key,
-                dirs.blobs_dir(),
-            )
-            .await?;
+        Bus::Https(https) => {
             tasks.spawn(https.serve(dispatcher));
             // `bosh create-env` has no health monitor: these go nowhere, as in Go.
             tasks.spawn(async move { while health_queue.recv().await.is_some() {} });
         }
-        None if url.is_empty() => return Err(bus::Error::NoUrl.into()),
-        _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),
     }
 
     tokio::pin!(shutdown);
