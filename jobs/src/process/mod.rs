@@ -71,7 +71,8 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// How long [`Supervisor::stop_all`] waits for every process to go (Go's `StopAndWait`: 5 min).
     pub stop_all_timeout: Duration,
-    /// The delay before the first restart after a failure; it doubles with each further failure.
+    /// The delay before the second restart in a row (the first goes at once); it doubles with each
+    /// further failure.
     pub restart_backoff_initial: Duration,
     /// The longest delay between restarts. A process that has run this long resets the back-off.
     pub restart_backoff_max: Duration,

@@ -55,10 +55,13 @@ pub(crate) enum Purpose {
     Stop,
 }
 
-/// The delay before restart number `streak` (1 for the first): `initial`, doubled each time, at
-/// most `max`.
+/// The delay before restart number `streak` (1 for the first): none for the first, as monit restarts
+/// on the cycle that found the death; then `initial`, doubled each time, at most `max`.
 pub(crate) fn backoff(streak: u32, initial: Duration, max: Duration) -> Duration {
-    let doublings = streak.saturating_sub(1).min(31);
+    if streak <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = (streak - 2).min(31);
     initial.saturating_mul(1 << doublings).min(max)
 }
 
@@ -554,15 +557,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap() {
+    fn the_first_restart_is_immediate_then_backoff_doubles_up_to_its_cap() {
         let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
         let cases: &[(u32, u64)] = &[
-            (0, 1),
-            (1, 1),
-            (2, 2),
-            (3, 4),
-            (6, 32),
-            (7, 60),
+            (0, 0),
+            (1, 0),
+            (2, 1),
+            (3, 2),
+            (4, 4),
+            (7, 32),
+            (8, 60),
             (40, 60),
             (u32::MAX, 60),
         ];
