@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use settings::model::DiskSpec;
-
-use crate::action::{ActionSpec, Context, Invocation, Result, blocking};
+use crate::action::{ActionSpec, Context, Invocation, Result, blocking, disk_from_hint};
 
 /// `add_persistent_disk`.
 pub const ACTION: ActionSpec = ActionSpec::task("add_persistent_disk", |context, invocation| {
@@ -13,15 +11,8 @@ pub const ACTION: ActionSpec = ActionSpec::task("add_persistent_disk", |context,
 });
 
 async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
-    invocation.args.require(2)?;
-    let disk_cid: String = invocation.args.get(0)?;
-    let hint: DiskSpec = invocation.args.get(1)?;
-    context.settings.load().await?;
+    let disk = disk_from_hint(&context, &invocation.args).await?;
     blocking(move || {
-        let disk = context
-            .settings
-            .settings()
-            .persistent_disk_settings_from_hint(&disk_cid, &hint);
         context.settings.save_persistent_disk_settings(disk)?;
         Ok(serde_json::json!({}))
     })

@@ -326,6 +326,22 @@ impl Arguments {
     }
 }
 
+/// The disk a `(cid, hint)` pair of arguments names, with the settings reloaded first (the CPI may
+/// have rewritten them when attaching it): `add_persistent_disk` and `add_dynamic_disk`.
+pub async fn disk_from_hint(
+    context: &Context,
+    args: &Arguments,
+) -> Result<settings::model::DiskSettings> {
+    args.require(2)?;
+    let disk_cid: String = args.get(0)?;
+    let hint: settings::model::DiskSpec = args.get(1)?;
+    context.settings.load().await?;
+    Ok(context
+        .settings
+        .settings()
+        .persistent_disk_settings_from_hint(&disk_cid, &hint))
+}
+
 /// A cancel token for blocking script work that follows the task's cancellation.
 pub fn cancel_token(
     cancel: Option<crate::task::Cancellation>,

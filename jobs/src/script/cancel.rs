@@ -13,6 +13,8 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use platform::cmd::Signal;
+
 /// How long a cancelled script gets between SIGTERM and SIGKILL, as in Go's drain and errand
 /// actions (`process.TerminateNicely(10 * time.Second)`).
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -32,15 +34,6 @@ pub struct CancelToken {
     state: Arc<(Mutex<bool>, Condvar)>,
 }
 
-/// How the script's process group is signalled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupSignal {
-    /// `SIGTERM`: asks the script to stop.
-    Term,
-    /// `SIGKILL`: after the grace period.
-    Kill,
-}
-
 /// A started script, as [`wait_cancellable`] sees it.
 ///
 /// The script runs in its own process group (Go starts every command with `Setpgid`), so that a
@@ -51,7 +44,7 @@ pub trait ScriptProcess {
     fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<i32>>;
 
     /// Sends `signal` to the script's process group; a group that is gone already is not an error.
-    fn signal_group(&mut self, signal: GroupSignal) -> io::Result<()>;
+    fn signal_group(&mut self, signal: Signal) -> io::Result<()>;
 }
 
 /// How a waited-on script ended.
@@ -73,7 +66,7 @@ pub enum Error {
     #[error("sending {signal:?} to the script's process group")]
     Signal {
         /// The signal.
-        signal: GroupSignal,
+        signal: Signal,
         /// The cause.
         #[source]
         source: io::Error,
@@ -169,7 +162,7 @@ pub fn wait_cancellable(
         exit_code,
         was_cancelled: true,
     };
-    signal(process, GroupSignal::Term)?;
+    signal(process, Signal::Term)?;
     if let Some(exit_code) = process.wait_timeout(kill_grace).map_err(Error::Wait)? {
         return Ok(ended(exit_code));
     }
@@ -177,14 +170,14 @@ pub fn wait_cancellable(
         grace_secs = kill_grace.as_secs(),
         "script did not stop after SIGTERM, killing it"
     );
-    signal(process, GroupSignal::Kill)?;
+    signal(process, Signal::Kill)?;
     match process.wait_timeout(KILL_WAIT).map_err(Error::Wait)? {
         Some(exit_code) => Ok(ended(exit_code)),
         None => Err(Error::NotKilled),
     }
 }
 
-fn signal(process: &mut dyn ScriptProcess, signal: GroupSignal) -> Result<()> {
+fn signal(process: &mut dyn ScriptProcess, signal: Signal) -> Result<()> {
     process
         .signal_group(signal)
         .map_err(|source| Error::Signal { signal, source })
@@ -201,7 +194,7 @@ mod tests {
     struct FakeProcess {
         answers: VecDeque<Option<i32>>,
         waits: Vec<Duration>,
-        signals: Vec<GroupSignal>,
+        signals: Vec<Signal>,
         /// Fires this token on the first wait, as if `cancel_task` arrived meanwhile.
         cancel_on_first_wait: Option<CancelToken>,
     }
@@ -217,7 +210,7 @@ mod tests {
                 .ok_or_else(|| io::Error::other("no more answers scripted"))
         }
 
-        fn signal_group(&mut self, signal: GroupSignal) -> io::Result<()> {
+        fn signal_group(&mut self, signal: Signal) -> io::Result<()> {
             self.signals.push(signal);
             Ok(())
         }
@@ -264,7 +257,7 @@ mod tests {
                 was_cancelled: true
             }
         );
-        assert_eq!(fake.signals, vec![GroupSignal::Term]);
+        assert_eq!(fake.signals, vec![Signal::Term]);
         assert_eq!(fake.waits, vec![POLL_INTERVAL, GRACE]);
     }
 
@@ -275,7 +268,7 @@ mod tests {
         let ended = wait_cancellable(&mut fake, &cancel, GRACE).unwrap();
         assert_eq!(ended.exit_code, 137);
         assert!(ended.was_cancelled);
-        assert_eq!(fake.signals, vec![GroupSignal::Term, GroupSignal::Kill]);
+        assert_eq!(fake.signals, vec![Signal::Term, Signal::Kill]);
         assert_eq!(fake.waits, vec![POLL_INTERVAL, GRACE, KILL_WAIT]);
     }
 
@@ -302,7 +295,7 @@ mod tests {
         };
         let ended = wait_cancellable(&mut fake, &cancel, GRACE).unwrap();
         assert!(ended.was_cancelled);
-        assert_eq!(fake.signals, vec![GroupSignal::Term]);
+        assert_eq!(fake.signals, vec![Signal::Term]);
     }
 
     #[test]
