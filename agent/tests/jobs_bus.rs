@@ -426,7 +426,7 @@ async fn lifecycle_scripts_run_for_the_applied_jobs() {
         .unwrap();
     assert_eq!(
         errand,
-        json!({"stdout": "out\n", "stderr": "err", "exit_code": 3})
+        json!({"stdout": "out\n", "stderr": "err\n", "exit_code": 3})
     );
     let unknown = fixture.call_and_wait("run_errand", json!(["nope"])).await;
     assert!(
@@ -591,4 +591,65 @@ async fn state_of_checked(fixture: &Fixture) -> Option<String> {
     .await
     .ok()
     .and_then(|state| state["job_state"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_task_terminates_a_running_errand() {
+    let fixture = Fixture::start("agent-errand-cancel").await;
+    let work = tempfile::tempdir().unwrap();
+    let templates = work.path().join("templates");
+    write_executable(
+        &templates.join("smoke/bin/run"),
+        "#!/bin/sh\necho started\ntouch \"$(dirname \"$0\")/../running\"\nexec sleep 600\n",
+    );
+    let templates_sha1 = fixture.put_tree("templates-smoke", &templates);
+    let spec = json!({
+        "deployment": "cf", "name": "smoke", "index": 0, "id": "uuid-smoke",
+        "job": {"name": "smoke", "template": "smoke", "templates": [{"name": "smoke", "version": "1"}]},
+        "rendered_templates_archive": {"blobstore_id": "templates-smoke", "sha1": templates_sha1},
+        "configuration_hash": "hash-smoke",
+    });
+    fixture.call_and_wait("apply", json!([spec])).await.unwrap();
+    let call = |method: &'static str, arguments: Value| {
+        let Value::Array(arguments) = arguments else {
+            panic!("arguments must be an array")
+        };
+        client::call(
+            &fixture.director,
+            &fixture.agent_id,
+            method,
+            arguments,
+            TIMEOUT,
+        )
+    };
+    let handle = call("run_errand", json!([])).await.unwrap();
+    let task_id = handle["agent_task_id"].as_str().unwrap().to_owned();
+    // Cancel once the errand is known to be running.
+    let running = fixture.agent.base_dir().join("jobs/smoke/running");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !running.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            fixture.agent.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        call("cancel_task", json!([task_id])).await.unwrap(),
+        json!("canceled")
+    );
+    let result = loop {
+        let answer = call("get_task", json!([task_id])).await.unwrap();
+        if answer.get("agent_task_id").is_none() {
+            break answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(POLL).await;
+    };
+    // 143: SIGTERM ended it, without the 10 s grace period's SIGKILL.
+    assert_eq!(
+        result,
+        json!({"stdout": "started\n", "stderr": "", "exit_code": 143})
+    );
 }

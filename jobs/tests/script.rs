@@ -189,7 +189,7 @@ fn run_script_failures_are_summed_up_as_go_does() {
     );
     assert_eq!(
         fixture.read("sys/log/worker/post-start.stderr.log"),
-        "no database"
+        "no database\n"
     );
 }
 
@@ -325,7 +325,7 @@ fn an_errand_reports_its_output_and_exit_code() {
         result,
         ErrandResult {
             stdout: "ran on /usr/sbin:/usr/bin:/sbin:/bin\n".into(),
-            stderr: "one test failed".into(),
+            stderr: "one test failed\n".into(),
             exit_code: 3,
         }
     );

@@ -6,22 +6,20 @@
 //! wait with a cancel channel at hand. [`ScriptRunner::run`] has the same contract: it returns what
 //! the script printed and how it ended, and terminates the script when the [`CancelToken`] fires.
 //!
-//! [`CommandScriptRunner`] is the runner for now. It runs scripts through
-//! [`platform::cmd::CommandRunner`], the only place that may spawn processes, whose `run` blocks to
-//! the end and cannot be interrupted. So it honours a token that fired before the script starts
-//! (nothing is started), and reports one that fired while it ran, but cannot stop a running script.
-//! The runner that can cancel will be built on `platform::cmd`'s `Spawner` seam, which starts a
-//! command in a process group of its own with its output appended to files, and signals the group.
-//! It implements [`ScriptProcess`](crate::script::cancel::ScriptProcess) for the spawned script and
-//! waits with [`wait_cancellable`](crate::script::cancel::wait_cancellable) (SIGTERM to the group,
-//! SIGKILL after [`KILL_GRACE`](crate::script::cancel::KILL_GRACE)); callers do not change. For that
-//! the spawner must also report how a spawned command ended (its exit status), which it does not
-//! yet.
+//! [`CommandScriptRunner`] is the runner. It starts scripts through
+//! [`platform::cmd::CommandRunner::start`] (the only place that may spawn processes), which puts
+//! the script in a process group of its own and captures its output, and waits with
+//! [`wait_cancellable`](crate::script::cancel::wait_cancellable): when the token fires, SIGTERM goes
+//! to the group and SIGKILL follows after the grace period.
 
 use std::fmt;
+use std::io;
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::ExitStatus;
 use std::sync::Arc;
+use std::time::Duration;
 
-use platform::cmd::{self, Cmd, CommandRunner};
+use platform::cmd::{self, Cmd, CommandRunner, Running, Signal};
 
 use crate::script::cancel::{self, CancelToken};
 
@@ -47,10 +45,11 @@ pub struct ScriptOutput {
     pub was_cancelled: bool,
 }
 
-/// Runs scripts through a [`CommandRunner`]; see the module docs for what it cannot cancel.
+/// Runs scripts through a [`CommandRunner`], terminating them when their token fires.
 #[derive(Debug, Clone)]
 pub struct CommandScriptRunner {
     runner: Arc<dyn CommandRunner>,
+    kill_grace: Duration,
 }
 
 /// Why a script could not be run.
@@ -90,9 +89,19 @@ impl ScriptOutput {
 }
 
 impl CommandScriptRunner {
-    /// A runner over `runner` (`platform::cmd::SystemRunner` in production).
+    /// A runner over `runner` (`platform::cmd::SystemRunner` in production), giving a cancelled
+    /// script [`KILL_GRACE`](cancel::KILL_GRACE) between SIGTERM and SIGKILL.
     pub fn new(runner: Arc<dyn CommandRunner>) -> CommandScriptRunner {
-        CommandScriptRunner { runner }
+        CommandScriptRunner {
+            runner,
+            kill_grace: cancel::KILL_GRACE,
+        }
+    }
+
+    /// The same runner with another grace period (tests).
+    pub fn with_kill_grace(mut self, kill_grace: Duration) -> CommandScriptRunner {
+        self.kill_grace = kill_grace;
+        self
     }
 }
 
@@ -101,52 +110,49 @@ impl ScriptRunner for CommandScriptRunner {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let output = match self.runner.run(cmd) {
-            Ok(output) => ScriptOutput {
-                stdout: output.stdout,
-                stderr: output.stderr,
-                exit_code: 0,
-                was_cancelled: false,
-            },
-            Err(cmd::Error::Failed {
-                status,
-                code,
-                stdout,
-                stderr,
-                ..
-            }) => ScriptOutput {
-                stdout: stdout.into_bytes(),
-                stderr: stderr.into_bytes(),
-                exit_code: exit_code(code, &status),
-                was_cancelled: false,
-            },
-            Err(source) => {
-                return Err(Error::Start {
-                    command: cmd.to_string(),
-                    source: Box::new(source),
-                });
-            }
+        let running = self.runner.start(cmd).map_err(|source| Error::Start {
+            command: cmd.to_string(),
+            source: Box::new(source),
+        })?;
+        let wait_error = |source| Error::Wait {
+            command: cmd.to_string(),
+            source,
         };
+        let mut process = Started(running);
+        let ended =
+            cancel::wait_cancellable(&mut process, cancel, self.kill_grace).map_err(wait_error)?;
+        let output = process
+            .0
+            .into_output()
+            .map_err(|source| wait_error(cancel::Error::Wait(source)))?;
         Ok(ScriptOutput {
-            was_cancelled: cancel.is_cancelled(),
-            ..output
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code: ended.exit_code,
+            was_cancelled: ended.was_cancelled,
         })
     }
 }
 
-/// Go's exit status from what `platform::cmd` reports: the code, else `128 + signal` read from the
-/// status text (`signal: 9 (SIGKILL)`), else `-1`.
-fn exit_code(code: Option<i32>, status: &str) -> i32 {
-    if let Some(code) = code {
-        return code;
+/// A started script as [`cancel::wait_cancellable`] sees it.
+struct Started(Box<dyn Running>);
+
+impl cancel::ScriptProcess for Started {
+    fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<i32>> {
+        Ok(self.0.wait_timeout(timeout)?.map(exit_code))
     }
+
+    fn signal_group(&mut self, signal: Signal) -> io::Result<()> {
+        self.0.signal_group(signal)
+    }
+}
+
+/// Go's exit status (bosh-utils `execProcess.wait`): the code, else `128 + signal`, else `-1`.
+fn exit_code(status: ExitStatus) -> i32 {
     status
-        .strip_prefix("signal: ")
-        .and_then(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<i32>().ok()
-        })
-        .map_or(-1, |signal| 128 + signal)
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(-1)
 }
 
 #[cfg(test)]
@@ -158,14 +164,9 @@ mod tests {
 
     #[test]
     fn the_exit_code_follows_go() {
-        let cases: &[(Option<i32>, &str, i32)] = &[
-            (Some(3), "exit status: 3", 3),
-            (None, "signal: 9 (SIGKILL)", 137),
-            (None, "signal: 15 (SIGTERM) (core dumped)", 143),
-            (None, "stopped", -1),
-        ];
-        for (code, status, expected) in cases {
-            assert_eq!(exit_code(*code, status), *expected, "{status}");
+        let cases: &[(i32, i32)] = &[(3 << 8, 3), (9, 137), (15 | 0x80, 143), (0x137f, -1)];
+        for (raw, expected) in cases {
+            assert_eq!(exit_code(ExitStatus::from_raw(*raw)), *expected, "{raw:#x}");
         }
     }
 
@@ -179,7 +180,7 @@ mod tests {
             .unwrap();
         assert_eq!(output.exit_code, 3);
         assert_eq!(output.stdout, b"out\n");
-        assert_eq!(output.stderr, b"err");
+        assert_eq!(output.stderr, b"err\n");
         assert!(!output.is_success());
     }
 
@@ -192,6 +193,54 @@ mod tests {
             )
             .unwrap();
         assert_eq!(output.exit_code, 143);
+    }
+
+    /// Fires `cancel` from another thread after `delay`.
+    fn cancel_after(cancel: &CancelToken, delay: Duration) {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            cancel.cancel();
+        });
+    }
+
+    #[test]
+    fn a_running_script_is_terminated_when_its_token_fires() {
+        let cancel = CancelToken::new();
+        cancel_after(&cancel, Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let output = CommandScriptRunner::new(Arc::new(SystemRunner))
+            .run(
+                &Cmd::new("sh").args(["-c", "echo begun; sleep 30 & wait"]),
+                &cancel,
+            )
+            .unwrap();
+        assert!(output.was_cancelled);
+        assert_eq!(output.exit_code, 143, "SIGTERM ended it");
+        assert_eq!(output.stdout, b"begun\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sleep was not killed"
+        );
+    }
+
+    #[test]
+    fn a_script_ignoring_sigterm_is_killed_after_the_grace_period() {
+        let cancel = CancelToken::new();
+        cancel_after(&cancel, Duration::from_millis(100));
+        let output = CommandScriptRunner::new(Arc::new(SystemRunner))
+            .with_kill_grace(Duration::from_millis(300))
+            .run(
+                &Cmd::new("sh").args([
+                    "-c",
+                    "trap '' TERM; echo trapped; while :; do sleep 0.05; done",
+                ]),
+                &cancel,
+            )
+            .unwrap();
+        assert!(output.was_cancelled);
+        assert_eq!(output.exit_code, 137, "SIGKILL ended it");
+        assert_eq!(output.stdout, b"trapped\n");
     }
 
     #[test]

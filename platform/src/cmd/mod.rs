@@ -7,7 +7,7 @@
 //!
 //! Long-lived children (supervised job processes, and the `start`/`stop` programs of monit files) go
 //! through the sibling seam [`Spawner`]: [`SystemSpawner`] starts a [`Cmd`] detached, in a process
-//! group of its own, with standard input from `/dev/null` and its output appended to files, and
+//! session of its own, with standard input from `/dev/null` and its output appended to files, and
 //! answers whether a pid is alive; `testing::FakeSpawner` records spawns and lets tests decide which
 //! pids live. Monit 5.2.5 spawns its programs the same way (`src/spawn.c`: a double fork, `setsid`,
 //! `/dev/null` on the standard streams), so they survive the supervisor.
@@ -15,7 +15,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +26,10 @@ use nix::sys::signal;
 use nix::unistd::{Gid, Group, Pid, Uid, User};
 
 use crate::HostPaths;
+
+mod running;
+
+pub use running::{Finished, Running};
 
 /// A command to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +90,13 @@ pub enum Error {
 pub trait CommandRunner: Send + Sync + fmt::Debug {
     /// Runs `cmd` to completion. A non-zero exit is `Err(Error::Failed { .. })`.
     fn run(&self, cmd: &Cmd) -> Result<Output, Error>;
+
+    /// Starts `cmd` in a process group of its own and returns without waiting, so that the caller
+    /// can wait in slices and signal the group. A runner that cannot do that (a fake) runs `cmd`
+    /// to completion and returns it [`Finished`].
+    fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, Error> {
+        Ok(Box::new(Finished::from_run(self.run(cmd))?))
+    }
 }
 
 impl Cmd {
@@ -152,53 +163,29 @@ pub struct SystemRunner;
 impl CommandRunner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
         let started = std::time::Instant::now();
-        let mut command = Command::new(&cmd.program);
-        command
-            .args(&cmd.args)
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(dir) = &cmd.dir {
-            command.current_dir(dir);
-        }
-        let spawn_error = |source| Error::Spawn {
-            program: cmd.program_name(),
-            source,
-        };
-        let mut child = command.spawn().map_err(spawn_error)?;
-        // Feed stdin from a thread: writing it all before reading stdout could deadlock on full pipes.
-        let feeder = match (child.stdin.take(), cmd.stdin.clone()) {
-            (Some(mut pipe), Some(bytes)) => {
-                Some(std::thread::spawn(move || pipe.write_all(&bytes)))
-            }
-            _ => None,
-        };
-        // `wait_with_output` drains stdout and stderr together.
-        let output = child.wait_with_output().map_err(spawn_error)?;
-        if let Some(feeder) = feeder {
-            // A child that exits without reading its stdin is not an error of ours.
-            let _ = feeder.join();
-        }
-        tracing::debug!(command = %cmd, status = %output.status, elapsed_ms = started.elapsed().as_millis() as u64, "ran command");
-        if output.status.success() {
-            Ok(Output {
-                stdout: output.stdout,
-                stderr: output.stderr,
-            })
+        let (status, output) =
+            running::start(cmd)?
+                .wait_with_output()
+                .map_err(|source| Error::Spawn {
+                    program: cmd.program_name(),
+                    source,
+                })?;
+        tracing::debug!(command = %cmd, status = %status, elapsed_ms = started.elapsed().as_millis() as u64, "ran command");
+        if status.success() {
+            Ok(output)
         } else {
             Err(Error::Failed {
                 program: cmd.program_name(),
-                status: output.status.to_string(),
-                code: output.status.code(),
+                status: status.to_string(),
+                code: status.code(),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             })
         }
+    }
+
+    fn start(&self, cmd: &Cmd) -> Result<Box<dyn Running>, Error> {
+        Ok(Box::new(running::start(cmd)?))
     }
 }
 
@@ -304,7 +291,7 @@ pub enum SpawnError {
 /// Every method blocks briefly (a fork, a `kill(2)`, a read under `/proc`); async callers run them
 /// in `tokio::task::spawn_blocking`.
 pub trait Spawner: Send + Sync + fmt::Debug {
-    /// Starts `cmd` in a process group of its own, standard input from `/dev/null`, and returns its
+    /// Starts `cmd` in a session of its own, standard input from `/dev/null`, and returns its
     /// pid without waiting for it. `cmd.stdin` must be `None`.
     fn spawn(&self, cmd: &Cmd, options: &SpawnOptions) -> Result<u32, SpawnError>;
 
@@ -389,11 +376,17 @@ impl Spawner for SystemSpawner {
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(output(&program, options.stdout.as_deref())?)
-            .stderr(output(&program, options.stderr.as_deref())?)
-            // A group of its own: a signal to the agent's group (a terminal's ^C, a service manager
-            // killing the agent's group) does not reach job processes. A new session would need
-            // `setsid` in `pre_exec`, which is unsafe code.
-            .process_group(0);
+            .stderr(output(&program, options.stderr.as_deref())?);
+        // A session (and so a process group) of its own, as monit's `spawn.c` gives its programs: a
+        // signal to the agent's group or a hang-up of its terminal does not reach job processes,
+        // and they keep running when the agent restarts. std has no stable `setsid` for `Command`.
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which
+        // is async-signal-safe and touches no memory of the parent; it cannot fail in a child that
+        // is not a process group leader, and a failure is reported as a spawn error.
+        unsafe {
+            command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+        }
         if let Some(dir) = &cmd.dir {
             command.current_dir(dir);
         }
@@ -619,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn a_spawned_command_runs_in_its_own_group_until_killed() {
+    fn a_spawned_command_runs_in_its_own_session_until_killed() {
         let spawner = SystemSpawner::new();
         let pid = spawner
             .spawn(&Cmd::new("sleep").arg("1000"), &SpawnOptions::default())
@@ -627,8 +620,17 @@ mod tests {
         assert!(spawner.is_alive(pid));
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let (_, rest) = stat.rsplit_once(')').unwrap();
-        let pgrp: u32 = rest.split_whitespace().nth(2).unwrap().parse().unwrap();
-        assert_eq!(pgrp, pid, "the child leads its own process group");
+        let fields: Vec<u32> = rest
+            .split_whitespace()
+            .skip(2)
+            .take(2)
+            .map(|field| field.parse().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [pid, pid],
+            "the child leads its own group and session"
+        );
         spawner.signal(pid, Signal::Kill).unwrap();
         assert!(
             wait_until(|| !spawner.is_alive(pid)),
