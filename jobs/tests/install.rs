@@ -340,6 +340,46 @@ async fn prepare_then_apply_installs_and_enables_everything() {
 }
 
 #[tokio::test]
+async fn installed_bundles_and_job_files_go_to_the_platform_owner() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (fixture, spec) = release();
+    // A gid no file here has: only the installer's chown can give it.
+    let owner = platform::owner::FileOwner::new(0, 4321);
+    let installer = fixture.installer().with_owner(Arc::new(owner));
+    let applied = installer.apply(spec, &settings_networks()).await;
+    if !is_root() {
+        // Giving files away needs root: the install fails and says where.
+        assert!(applied.is_err());
+        return;
+    }
+    applied.expect("apply");
+    let web = fixture.job_path("web", "1", "templates-1");
+    let ruby = fixture.package_path("ruby", "2.1", "blob-ruby");
+    for path in [
+        web.clone(),
+        web.join("bin/ctl"),
+        web.join("config/web.yml"),
+        web.join("monit"),
+        ruby.clone(),
+        fixture.dirs.jobs_dir(),
+        fixture.dirs.packages_dir(),
+    ] {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 4321), "{}", path.display());
+    }
+}
+
+/// Whether this test runs as root (its effective uid, from `/proc`).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        .unwrap()
+}
+
+#[tokio::test]
 async fn prepare_is_idempotent_and_deletes_the_uploaded_templates() {
     let (fixture, spec) = release();
     // The director sent the rendered templates with `upload_blob`: they are in sensitive_blobs only.

@@ -2,7 +2,7 @@
 //! path outside the base dir goes through this crate (`platform/platform_interface.go`).
 //!
 //! * [`Platform`]: the operations the agent's actions call, one module per concern for their errors:
-//!   [`disk`], [`user`], [`cert`], [`net`], [`power`], [`vitals`];
+//!   [`disk`], [`user`], [`cert`], [`net`], [`power`], [`vitals`], [`owner`];
 //! * [`cmd`]: the only place that spawns processes ([`cmd::CommandRunner`], the real
 //!   [`cmd::SystemRunner`], and a recording fake in `testing`, behind the `testing` feature);
 //! * [`host_paths`]: every host path (`/dev`, `/proc`, `/sys`, `/etc`) under a root that tests move;
@@ -32,6 +32,7 @@ pub mod linux;
 pub mod mount;
 pub mod name;
 pub mod net;
+pub mod owner;
 pub mod power;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -121,6 +122,10 @@ pub trait Platform: Send + Sync + fmt::Debug {
 
     /// The VM's vitals now.
     fn vitals(&self) -> Result<Vitals, vitals::Error>;
+
+    /// Who installed jobs and packages must belong to (`root:vcap` on Linux); `None` where owners
+    /// are left as they are.
+    fn installed_file_owner(&self) -> Result<Option<owner::FileOwner>, owner::Error>;
 }
 
 /// The platforms `-P` selects.

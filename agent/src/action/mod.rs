@@ -166,9 +166,13 @@ impl Context {
         let blobstore = self.blobstore().await?;
         let signed = self.signed_client().await?;
         let parallel = self.settings.settings().env.bosh.parallel();
-        Ok(jobs::install::Installer::new(self.dirs.clone(), blobstore)
+        let installer = jobs::install::Installer::new(self.dirs.clone(), blobstore)
             .with_signed_client(signed)
-            .with_parallel(parallel))
+            .with_parallel(parallel);
+        Ok(match self.platform.installed_file_owner()? {
+            Some(owner) => installer.with_owner(Arc::new(owner)),
+            None => installer,
+        })
     }
 }
 

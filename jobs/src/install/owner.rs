@@ -4,10 +4,9 @@
 //! `agent/applier/models/job.go`).
 //!
 //! Changing an owner needs root and the `vcap` group's id, which only the Linux platform knows, so
-//! the installer asks an [`Owner`] the platform passes in (the seam of `STYLE.md` §1: the lower
-//! crate defines the trait, the upper one implements it). The dummy platform and tests pass
-//! [`KeepOwners`], which leaves owners as they are: everything then belongs to the user running the
-//! agent, and only the modes are set.
+//! the installer asks an [`Owner`]: the platform's [`platform::owner::FileOwner`] on Linux, or
+//! [`KeepOwners`] (the dummy platform and tests), which leaves owners as they are: everything then
+//! belongs to the user running the agent, and only the modes are set.
 
 use std::fmt;
 use std::io;
@@ -18,6 +17,12 @@ pub trait Owner: Send + Sync + fmt::Debug {
     /// Makes `path` owned by user `root` and group `vcap`. A symlink at `path` itself is changed,
     /// not followed (`lchown`): links in a rendered job may point anywhere in its tree.
     fn set_root_vcap(&self, path: &Path) -> io::Result<()>;
+}
+
+impl Owner for platform::owner::FileOwner {
+    fn set_root_vcap(&self, path: &Path) -> io::Result<()> {
+        self.apply(path)
+    }
 }
 
 /// An [`Owner`] that changes nothing, for the dummy platform and tests (which never run as root).

@@ -175,6 +175,10 @@ impl Platform for DummyPlatform {
         Ok(())
     }
 
+    fn installed_file_owner(&self) -> Result<Option<crate::owner::FileOwner>, crate::owner::Error> {
+        Ok(None)
+    }
+
     fn system_log_dir(&self) -> Option<PathBuf> {
         None
     }

@@ -112,6 +112,10 @@ impl Platform for LinuxPlatform {
             .map_err(|source| dns::Error::Write { path, source })
     }
 
+    fn installed_file_owner(&self) -> Result<Option<crate::owner::FileOwner>, crate::owner::Error> {
+        crate::owner::FileOwner::root_vcap().map(Some)
+    }
+
     fn system_log_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.host.root().join("var").join("log"))
     }
