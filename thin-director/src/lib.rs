@@ -1,9 +1,14 @@
 //! The thin director: CPI runner, PKI for NATS mutual TLS, deploy sequencing, health monitoring and
 //! resurrection, a blobstore for agents, and a local process CPI.
 //!
-//! This crate is filled by the "thin director" issue; for now it only holds its place in the workspace.
+//! * [`cpi`]: any external CPI, called as the director calls it;
+//! * [`exec`]: the only place in the crate that spawns a process.
+//!
 //! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
 //! compiles platform code.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
+
+pub mod cpi;
+pub mod exec;

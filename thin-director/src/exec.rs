@@ -1,0 +1,153 @@
+//! Running external programs: the only place in the director that spawns a process (CPIs, and later
+//! `nats-server` and the template renderer).
+//!
+//! [`run`] starts a program from a scrubbed environment in a process group of its own, writes its
+//! standard input and closes it, reads standard output and standard error to their ends at the same
+//! time (a program filling one pipe while we wait on the other would hang), and waits, up to a
+//! deadline: past it the whole group is killed (a hung CPI released only by killing it is the
+//! complaint of cloudfoundry/bosh#2276). The exit status is reported, not judged: CPI callers parse
+//! standard output whatever the code.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A program to run to its end.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// The executable.
+    pub path: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Its whole environment: nothing of the director's own is passed on.
+    pub env: Vec<(OsString, OsString)>,
+    /// Bytes written to its standard input, which is then closed.
+    pub stdin: Vec<u8>,
+    /// How long it may run before its process group is killed.
+    pub timeout: Duration,
+}
+
+/// What a program printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Why a program could not be run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// It could not be started.
+    #[error("starting {}", .path.display())]
+    Start {
+        /// The executable.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading its output or waiting for it failed.
+    #[error("waiting for {}", .path.display())]
+    Wait {
+        /// The executable.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran past its deadline and was killed; what it printed until then is kept.
+    #[error("{} did not finish within {} s and was killed", .path.display(), .timeout.as_secs())]
+    TimedOut {
+        /// The executable.
+        path: PathBuf,
+        /// The deadline it had.
+        timeout: Duration,
+        /// Its standard error until it was killed.
+        stderr: Vec<u8>,
+    },
+}
+
+/// Runs `program` to its end (see the module docs).
+pub async fn run(program: &Program) -> Result<Output, Error> {
+    let mut child = tokio::process::Command::new(&program.path)
+        .args(&program.args)
+        .env_clear()
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| Error::Start {
+            path: program.path.clone(),
+            source,
+        })?;
+    let pid = child.id();
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let input = program.stdin.clone();
+    let feed = async move {
+        if let Some(pipe) = stdin.as_mut() {
+            // A program that exits without reading everything closes the pipe: not our error.
+            let _ = pipe.write_all(&input).await;
+        }
+        // Dropping the pipe closes it: the CPI library reads its request to EOF.
+        drop(stdin);
+    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let read_out = async {
+        if let Some(pipe) = stdout.as_mut() {
+            pipe.read_to_end(&mut out).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let read_err = async {
+        if let Some(pipe) = stderr.as_mut() {
+            pipe.read_to_end(&mut err).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let everything = async {
+        let ((), read_out, read_err, status) = tokio::join!(feed, read_out, read_err, child.wait());
+        read_out?;
+        read_err?;
+        status
+    };
+    let wait_error = |source| Error::Wait {
+        path: program.path.clone(),
+        source,
+    };
+    let finished = tokio::time::timeout(program.timeout, everything).await;
+    match finished {
+        Ok(status) => Ok(Output {
+            status: status.map_err(wait_error)?,
+            stdout: out,
+            stderr: err,
+        }),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
+                // The whole group: a wrapper script's children too. Gone already is fine.
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            // Reap it so it leaves no zombie; kill_on_drop covers a failed wait.
+            let _ = child.wait().await;
+            Err(Error::TimedOut {
+                path: program.path.clone(),
+                timeout: program.timeout,
+                stderr: err,
+            })
+        }
+    }
+}
