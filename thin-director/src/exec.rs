@@ -151,3 +151,83 @@ pub async fn run(program: &Program) -> Result<Output, Error> {
         }
     }
 }
+
+/// A long-lived program the director runs (`nats-server`): started in a process group of its own
+/// with its output appended to a file, signalled by the director, killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    path: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl Daemon {
+    /// Starts `path` with `args` and the director's own environment, its standard output and error
+    /// appended to `output`.
+    pub fn start(
+        path: &std::path::Path,
+        args: &[OsString],
+        output: &std::path::Path,
+    ) -> Result<Daemon, Error> {
+        let start_error = |source| Error::Start {
+            path: path.to_owned(),
+            source,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(output)
+            .map_err(start_error)?;
+        let child = tokio::process::Command::new(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(start_error)?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(start_error)?;
+        Ok(Daemon {
+            path: path.to_owned(),
+            child,
+        })
+    }
+
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether it has exited; its status if so.
+    pub fn try_status(&mut self) -> Result<Option<ExitStatus>, Error> {
+        self.child.try_wait().map_err(|source| Error::Wait {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Sends `signal` to it.
+    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let pid = self
+            .pid()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .ok_or_else(|| Error::Wait {
+                path: self.path.clone(),
+                source: std::io::Error::other("the process has exited"),
+            })?;
+        nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|errno| Error::Wait {
+            path: self.path.clone(),
+            source: errno.into(),
+        })
+    }
+
+    /// Stops it: SIGTERM, then SIGKILL if it is still there after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = self.signal(Signal::SIGTERM);
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}

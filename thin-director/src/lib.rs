@@ -2,7 +2,9 @@
 //! resurrection, a blobstore for agents, and a local process CPI.
 //!
 //! * [`cpi`]: any external CPI, called as the director calls it;
-//! * [`exec`]: the only place in the crate that spawns a process.
+//! * [`exec`]: the only place in the crate that spawns a process;
+//! * [`pki`]: the director's CA and the message bus's certificates;
+//! * [`nats`]: the `nats-server` it runs, with per-agent permissions.
 //!
 //! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
 //! compiles platform code.
@@ -12,3 +14,5 @@
 
 pub mod cpi;
 pub mod exec;
+pub mod nats;
+pub mod pki;
