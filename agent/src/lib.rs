@@ -4,7 +4,8 @@
 //! decodes and routes it ([`action::route`], one module per method) → queries run at once, changes and
 //! tasks on the ordered instance lane, tasks tracked by [`task::TaskService`] → the response goes back
 //! on the request's `reply_to`. [`app::run`] wires settings, platform, supervisor, dispatcher, bus and
-//! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis.
+//! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis;
+//! [`compile_command`] is `bosh-agent compile`, offline compilation of release tarballs.
 //!
 //! [`protocol`] (the wire types), [`client`] (an agent client for directors and tests) and [`tls`]
 //! build without the `daemon` feature.
@@ -27,6 +28,8 @@ pub mod bootstrap;
 #[cfg(feature = "daemon")]
 pub mod bus;
 pub mod client;
+#[cfg(feature = "daemon")]
+pub mod compile_command;
 #[cfg(feature = "daemon")]
 pub mod dispatch;
 #[cfg(feature = "daemon")]

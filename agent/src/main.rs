@@ -1,6 +1,7 @@
 //! `bosh-agent`: the command line of the Go agent (`main/agent.go`, `app/options.go`):
 //! `-P <platform> -C <agent.json> -M <supervisor> -b <base dir> -v`, with `-r` and `-no-alerts`
-//! accepted and ignored, plus the `settings` subcommand that shows where settings come from.
+//! accepted and ignored, plus the `settings` subcommand that shows where settings come from and the
+//! `compile` subcommand that compiles release tarballs offline (`main/compile.go`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,16 +55,24 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         retry_delay_ms: u64,
     },
+    /// Create BOSH release tarballs with compiled packages from tarballs with source packages,
+    /// compiled on this machine under the base dir (`-b`).
+    Compile {
+        /// The directory to put the compiled release tarballs in (Go-style `-output-directory`
+        /// works too).
+        #[arg(long, default_value = "/tmp")]
+        output_directory: PathBuf,
+        /// Release tarballs with source packages.
+        tarballs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    // The Go agent's flags are Go-style: `-no-alerts` with one dash.
-    let args = std::env::args_os().map(|arg| {
-        if arg == "-no-alerts" {
-            "--no-alerts".into()
-        } else {
-            arg
-        }
+    // The Go agent's flags are Go-style: `-no-alerts` and `-output-directory` with one dash.
+    let args = std::env::args_os().map(|arg| match arg.to_str() {
+        Some("-no-alerts") => "--no-alerts".into(),
+        Some(flag) if flag.starts_with("-output-directory") => format!("-{flag}").into(),
+        _ => arg,
     });
     let cli = Cli::parse_from(args);
     if cli.version {
@@ -97,7 +106,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let platform = platform::PlatformName::parse(&cli.platform)?;
-    let config_path = cli.config.clone().context("-C <agent.json> is required")?;
+    let config_path = || cli.config.clone().context("-C <agent.json> is required");
     match cli.command {
         Some(Command::Settings {
             attempts,
@@ -111,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mounter = platform::drive_mounter(platform, &dirs);
             let mut stdout = std::io::stdout().lock();
             let outcome =
-                agent::settings_command::run(&config_path, dirs, mounter, retry, &mut stdout)
+                agent::settings_command::run(&config_path()?, dirs, mounter, retry, &mut stdout)
                     .await?;
             Ok(match outcome {
                 agent::settings_command::Outcome::SourceAnswered => ExitCode::SUCCESS,
@@ -119,10 +128,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agent::settings_command::Outcome::NoSettings => ExitCode::FAILURE,
             })
         }
+        Some(Command::Compile {
+            output_directory,
+            tarballs,
+        }) => compile(&cli.base_dir, output_directory, &tarballs).await,
         None => {
             let options = agent::app::Options {
                 platform,
-                config: config_path,
+                config: config_path()?,
                 supervisor: cli.supervisor,
                 base_dir: cli.base_dir,
             };
@@ -136,6 +149,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `bosh-agent compile`: the stemcell is this machine (`bosh/etc/stemcell_version`, `/etc/os-release`).
+async fn compile(
+    base_dir: &std::path::Path,
+    output_dir: PathBuf,
+    tarballs: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let dirs = Dirs::new(base_dir);
+    let os_release = platform::HostPaths::system().etc("os-release");
+    let stemcell_version = dirs.etc_dir().join("stemcell_version");
+    let compilation = agent::compile_command::Compilation {
+        stemcell: agent::compile_command::Stemcell::read(&stemcell_version, &os_release)?,
+        dirs,
+        output_dir,
+        runner: std::sync::Arc::new(platform::cmd::SystemRunner),
+    };
+    compilation.compile_all(tarballs).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGTERM or SIGINT.

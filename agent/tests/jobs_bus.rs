@@ -1,5 +1,8 @@
-//! Packages and jobs over NATS: `compile_package`, `prepare` and `apply` through the real agent on
-//! the dummy platform, with a `local` blobstore in the test's temp dir.
+//! Job-related actions over NATS through the real agent on the dummy platform, with a `local`
+//! blobstore in the test's temp dir: `sync_dns`, `fetch_logs` and `bundle_logs`, failing lifecycle
+//! scripts, and the monit supervisor restarting and adopting a job process. The whole life of a
+//! real release (`compile_package`, `prepare`, `apply`, scripts, `start`, `drain`, `stop`, errands)
+//! is in `release_bus`.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -102,120 +105,6 @@ fn write_executable(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compile_prepare_and_apply_a_package_and_a_job() {
-    let fixture = Fixture::start("agent-jobs").await;
-    let work = tempfile::tempdir().unwrap();
-
-    // A source package whose packaging script builds something with the BOSH_* variables.
-    let source = work.path().join("source");
-    write_executable(
-        &source.join("packaging"),
-        "set -e\nmkdir -p \"$BOSH_INSTALL_TARGET/bin\"\nprintf 'built %s %s\\n' \"$BOSH_PACKAGE_NAME\" \"$BOSH_PACKAGE_VERSION\" > \"$BOSH_INSTALL_TARGET/bin/hello\"\n",
-    );
-    let source_sha1 = fixture.put_tree("source-1", &source);
-    let compiled = fixture
-        .call_and_wait(
-            "compile_package",
-            json!(["source-1", source_sha1, "hello", "1.0.1", {}]),
-        )
-        .await
-        .unwrap_or_else(|err| panic!("{err}\n{}", fixture.agent.log()));
-    let result = &compiled["result"];
-    let compiled_id = result["blobstore_id"].as_str().unwrap().to_owned();
-    let compiled_sha1 = result["sha1"].as_str().unwrap().to_owned();
-    assert!(
-        fixture.blobstore().join(&compiled_id).exists(),
-        "{compiled}"
-    );
-
-    // A failing packaging script gives the Go text with the script's output.
-    let failing = work.path().join("failing");
-    write_executable(
-        &failing.join("packaging"),
-        "echo about to fail\necho broken >&2\nexit 3\n",
-    );
-    let failing_sha1 = fixture.put_tree("source-2", &failing);
-    let failure = fixture
-        .call_and_wait(
-            "compile_package",
-            json!(["source-2", failing_sha1, "broken", "1", {}]),
-        )
-        .await;
-    let Err(client::Error::Exception(message)) = failure else {
-        panic!("expected an exception: {failure:?}");
-    };
-    assert!(
-        message.contains("Command exited with 3; Stdout: "),
-        "{message}"
-    );
-    assert!(message.contains("about to fail"), "{message}");
-    assert!(message.contains("broken"), "{message}");
-
-    // The rendered templates archive: one top directory per job.
-    let templates = work.path().join("templates");
-    write_executable(&templates.join("web/bin/ctl"), "#!/bin/sh\nexit 0\n");
-    std::fs::write(
-        templates.join("web/monit"),
-        "check process web with pidfile /var/vcap/sys/run/web/pid\n",
-    )
-    .unwrap();
-    let templates_sha1 = fixture.put_tree("templates-1", &templates);
-    let spec = json!({
-        "deployment": "cf", "name": "web", "index": 0, "id": "uuid-1", "az": "z1",
-        "job": {"name": "web", "templates": [{"name": "web", "version": "1"}]},
-        "packages": {"hello": {"name": "hello", "version": "1.0.1", "sha1": compiled_sha1, "blobstore_id": compiled_id}},
-        "rendered_templates_archive": {"blobstore_id": "templates-1", "sha1": templates_sha1},
-        "configuration_hash": "hash-1",
-        "links": {"dropped": true}
-    });
-    assert_eq!(
-        fixture
-            .call_and_wait("prepare", json!([spec]))
-            .await
-            .unwrap(),
-        json!("prepared")
-    );
-    assert_eq!(
-        fixture
-            .call_and_wait("apply", json!([spec]))
-            .await
-            .unwrap_or_else(|err| panic!("{err}\n{}", fixture.agent.log())),
-        json!("applied")
-    );
-
-    let base = fixture.agent.base_dir();
-    let hello = std::fs::read_to_string(base.join("packages/hello/bin/hello")).unwrap();
-    assert_eq!(hello, "built hello 1.0.1\n");
-    assert!(base.join("jobs/web/bin/ctl").exists());
-    assert_eq!(
-        std::fs::metadata(base.join("jobs/web/bin/ctl"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o750
-    );
-    assert_eq!(
-        std::fs::read_to_string(base.join("instance/deployment")).unwrap(),
-        "cf"
-    );
-    let saved: Value =
-        serde_json::from_slice(&std::fs::read(base.join("bosh/spec.json")).unwrap()).unwrap();
-    assert!(saved.get("links").is_none(), "{saved}");
-    let state = client::call(
-        &fixture.director,
-        "agent-jobs",
-        "get_state",
-        vec![],
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
-    assert_eq!(state["deployment"], "cf");
-    assert_eq!(state["job"]["name"], "web");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,15 +249,6 @@ async fn lifecycle_scripts_run_for_the_applied_jobs() {
         &templates.join("web/bin/pre-start"),
         "#!/bin/sh\necho \"pre-start $GREETING\"\n",
     );
-    // A dynamic drain: first ask for one more second, then be done.
-    write_executable(
-        &templates.join("web/bin/drain"),
-        "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/../drain-calls\"\nif [ \"$1\" = job_check_status ]; then echo 0; else echo -1; fi\n",
-    );
-    write_executable(
-        &templates.join("web/bin/run"),
-        "#!/bin/sh\necho out\necho err >&2\nexit 3\n",
-    );
     write_executable(
         &templates.join("worker/bin/pre-start"),
         "#!/bin/sh\necho broken >&2\nexit 1\n",
@@ -407,31 +287,6 @@ async fn lifecycle_scripts_run_for_the_applied_jobs() {
             .await
             .unwrap(),
         json!({})
-    );
-
-    let drained = fixture
-        .call_and_wait("drain", json!(["update", spec]))
-        .await
-        .unwrap();
-    assert_eq!(drained, json!(0));
-    let calls = std::fs::read_to_string(base.join("jobs/web/drain-calls")).unwrap();
-    assert_eq!(
-        calls,
-        "job_changed hash_unchanged\njob_check_status hash_unchanged\n"
-    );
-
-    let errand = fixture
-        .call_and_wait("run_errand", json!(["web"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        errand,
-        json!({"stdout": "out\n", "stderr": "err\n", "exit_code": 3})
-    );
-    let unknown = fixture.call_and_wait("run_errand", json!(["nope"])).await;
-    assert!(
-        matches!(unknown, Err(client::Error::Exception(ref m)) if m.ends_with("Could not find errand nope")),
-        "{unknown:?}"
     );
 }
 

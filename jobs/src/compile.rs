@@ -30,8 +30,6 @@
 //! installation (shared with `apply`) lives elsewhere.
 //!
 //! Where we differ from Go:
-//! - The packaging output reaches us through [`CommandRunner::run`], which returns only stderr for a
-//!   failed command: after a failure the stdout log is empty and the error shows an empty stdout.
 //! - Go drops the start of an output up to its first line break (within the first quarter) even
 //!   when nothing was cut, so a one-line message vanished from the error; we do that only when the
 //!   output was cut, and an output of exactly 10 KiB is not called truncated.

@@ -288,7 +288,7 @@ exit 7
         ),
         "{text}"
     );
-    assert!(text.ends_with("fatal: cannot build\n+ exit 7"), "{text}");
+    assert!(text.ends_with("fatal: cannot build\n+ exit 7\n"), "{text}");
     let Error::Packaging { source, .. } = &err else {
         panic!("{err:?}");
     };

@@ -1,8 +1,9 @@
-//! The real `bosh-agent` binary as the director's tests meet it: `-P dummy -M dummy`, a base dir
-//! and a File settings source in a temp dir, settings that point it at a test NATS server with
-//! its client certificate (`env.bosh.mbus.cert`, reference/bosh-agent.md §2.7) and a `local`
-//! blobstore under the temp dir. Its stdout and stderr go to one log file; it is killed on
-//! `Drop`. Starting it waits for nothing: tests wait for what they expect to see.
+//! The real `bosh-agent` binary as the director's tests meet it: `-P dummy -M dummy` (or another
+//! supervisor), a base dir and a File settings source in a temp dir, settings that point it at a
+//! test NATS server with its client certificate (`env.bosh.mbus.cert`, reference/bosh-agent.md
+//! §2.7) and a `local` blobstore under the temp dir (tests may edit the settings). Its stdout and
+//! stderr go to one log file; it is killed on `Drop`. Starting it waits for nothing: tests wait
+//! for what they expect to see.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ impl AgentProcess {
     ) -> AgentProcess {
         // Debug lines make a failed test's log worth reading, unless the caller chose a filter.
         let log_filter = std::env::var("BOSH_AGENT_LOG").unwrap_or_else(|_| "debug".to_owned());
-        AgentProcess::start_inner(pki, nats_url, edit, log_filter)
+        AgentProcess::start_inner(pki, nats_url, edit, log_filter, "dummy")
     }
 
     /// Like [`AgentProcess::start`], with the `dummy-nats` supervisor the director's integration
@@ -52,16 +53,22 @@ impl AgentProcess {
         nats_url: &str,
         supervisor: &'static str,
     ) -> AgentProcess {
-        let mut agent = AgentProcess::start_inner(pki, nats_url, |_| {}, "debug".to_owned());
-        agent.stop();
-        agent.supervisor = supervisor;
-        agent.spawn();
-        agent
+        AgentProcess::start_with_supervisor_and_settings(pki, nats_url, supervisor, |_| {})
+    }
+
+    /// Like [`AgentProcess::start_with_settings`], with the job supervisor `supervisor`.
+    pub fn start_with_supervisor_and_settings(
+        pki: &Pki,
+        nats_url: &str,
+        supervisor: &'static str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> AgentProcess {
+        AgentProcess::start_inner(pki, nats_url, edit, "debug".to_owned(), supervisor)
     }
 
     /// Like [`AgentProcess::start`], logging at `log_filter` (benchmarks measure a quiet agent).
     pub fn start_with_log(pki: &Pki, nats_url: &str, log_filter: &str) -> AgentProcess {
-        AgentProcess::start_inner(pki, nats_url, |_| {}, log_filter.to_owned())
+        AgentProcess::start_inner(pki, nats_url, |_| {}, log_filter.to_owned(), "dummy")
     }
 
     fn start_inner(
@@ -69,6 +76,7 @@ impl AgentProcess {
         nats_url: &str,
         edit: impl FnOnce(&mut serde_json::Value),
         log_filter: String,
+        supervisor: &'static str,
     ) -> AgentProcess {
         let dir = tempfile::tempdir().unwrap();
         let blobstore = dir.path().join("blobstore");
@@ -94,7 +102,7 @@ impl AgentProcess {
             dir,
             child: None,
             log_filter,
-            supervisor: "dummy",
+            supervisor,
         };
         agent.spawn();
         agent

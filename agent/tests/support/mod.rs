@@ -1,7 +1,8 @@
 //! The message-bus test harness: certificates made at test time ([`pki`]), a real `nats-server`
-//! with TLS on a random loopback port ([`nats`]), and the real `bosh-agent` binary on the dummy
-//! platform ([`agent_process`]) (STYLE.md §7, layer 4). Every process is killed on `Drop`, and
-//! every wait is bounded polling through [`wait_until`], never a fixed sleep.
+//! with TLS on a random loopback port ([`nats`]), the real `bosh-agent` binary on the dummy
+//! platform ([`agent_process`]) (STYLE.md §7, layer 4), and a real BOSH release to give it
+//! ([`release`]). Every process is killed on `Drop`, and every wait is bounded polling through
+//! [`wait_until`], never a fixed sleep.
 //!
 //! Starting, stopping and restarting are blocking calls: from an async test, make them inside
 //! `tokio::task::block_in_place` (multi-thread runtime) so they do not stall a runtime thread.
@@ -13,6 +14,7 @@
 pub mod agent_process;
 pub mod nats;
 pub mod pki;
+pub mod release;
 
 use std::time::{Duration, Instant};
 

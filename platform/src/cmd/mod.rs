@@ -3,7 +3,7 @@
 //! A [`Cmd`] holds the program and its argv as separate strings (never a shell line), so quoted
 //! arguments cannot break. [`SystemRunner`] runs it for real; `testing::RecordingRunner` records it and
 //! answers from a script. A failed command's error carries the program, the exit status and the
-//! trimmed stderr, the way bosh-utils' `CmdRunner` reports it.
+//! stderr (trimmed in its message), the way bosh-utils' `CmdRunner` reports it.
 //!
 //! Long-lived children (supervised job processes, and the `start`/`stop` programs of monit files) go
 //! through the sibling seam [`Spawner`]: [`SystemSpawner`] starts a [`Cmd`] detached, in a process
@@ -68,7 +68,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The program exited unsuccessfully.
-    #[error("{program} failed ({status}): {stderr}")]
+    #[error("{program} failed ({status}): {}", .stderr.trim())]
     Failed {
         /// The program.
         program: String,
@@ -78,7 +78,7 @@ pub enum Error {
         code: Option<i32>,
         /// Its standard output (scripts' failures are reported with both streams).
         stdout: String,
-        /// Its trimmed standard error.
+        /// Its standard error as printed (the message shows it trimmed).
         stderr: String,
     },
     /// A fake runner was asked to run a command it was not given (tests only).
@@ -179,7 +179,7 @@ impl CommandRunner for SystemRunner {
                 status: status.to_string(),
                 code: status.code(),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             })
         }
     }
