@@ -26,6 +26,9 @@ pub const NATS_SERVER_CN: &str = "default.nats.bosh-internal";
 /// The director's client CN.
 pub const DIRECTOR_CN: &str = "default.director.bosh-internal";
 
+/// The CN of the blobstore's server certificate.
+pub const BLOBSTORE_CN: &str = "blobstore.director.bosh-internal";
+
 /// How long leaf certificates are valid.
 pub const LEAF_VALIDITY: time::Duration = time::Duration::days(2 * 365);
 
@@ -145,6 +148,16 @@ impl Ca {
         let mut sans = vec![dns_san(NATS_SERVER_CN)?];
         sans.extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         self.leaf(NATS_SERVER_CN, ExtendedKeyUsagePurpose::ServerAuth, sans)
+    }
+
+    /// A server certificate for another of the director's HTTPS services (the blobstore) at
+    /// `address`.
+    pub fn server(&self, address: IpAddr) -> Result<CertKey, Error> {
+        self.leaf(
+            BLOBSTORE_CN,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![SanType::IpAddress(address)],
+        )
     }
 
     /// The director's client certificate.
