@@ -1,0 +1,113 @@
+//! The director's durable state: what it has created and where it stands, in one JSON document
+//! under its state directory ([`Store`]: atomic, locked).
+//!
+//! Each deploy step is recorded as it completes (a VM once `create_vm` answered, a disk once
+//! created, an instance's applied configuration once `apply` succeeded), so a deploy interrupted at
+//! any point finds on its next run what exists and converges from there.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use store::Store;
+
+/// Everything the director remembers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirectorState {
+    /// The director's UUID (`context.director_uuid` of CPI calls), made once.
+    pub director_uuid: String,
+    /// Deployments by name.
+    pub deployments: BTreeMap<String, Deployment>,
+    /// Stemcells uploaded to the CPI, by `<name>/<version>`.
+    pub stemcells: BTreeMap<String, Stemcell>,
+    /// Compiled packages by [`compiled_package_key`].
+    pub compiled_packages: BTreeMap<String, CompiledPackage>,
+}
+
+/// A deployment's instances and disks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Deployment {
+    /// Its instances, in group and index order.
+    pub instances: Vec<Instance>,
+    /// Disks no instance uses any more, to delete.
+    pub orphaned_disks: Vec<String>,
+}
+
+/// One instance of an instance group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Instance {
+    /// The instance group.
+    pub group: String,
+    /// Its index in the group.
+    pub index: u32,
+    /// Its UUID.
+    pub id: String,
+    /// Its AZ.
+    pub az: Option<String>,
+    /// Whether it is the group's bootstrap instance.
+    pub bootstrap: bool,
+    /// Its IPs by network name.
+    pub ips: BTreeMap<String, String>,
+    /// Its VM, once created.
+    pub vm: Option<Vm>,
+    /// Its persistent disk, once created.
+    pub disk: Option<Disk>,
+    /// The `configuration_hash` last applied and started, to tell changed instances.
+    pub applied_configuration: Option<String>,
+}
+
+/// A VM the CPI created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Vm {
+    /// Its cid.
+    pub cid: String,
+    /// Its agent's id.
+    pub agent_id: String,
+    /// The stemcell it was created from.
+    pub stemcell_cid: String,
+}
+
+/// A persistent disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Disk {
+    /// Its cid.
+    pub cid: String,
+    /// Its size in MiB.
+    pub size_mb: u64,
+    /// The cloud properties it was created with.
+    pub cloud_properties: Value,
+}
+
+/// A stemcell the CPI knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stemcell {
+    /// Its cid.
+    pub cid: String,
+    /// `api_version` from its manifest.
+    pub api_version: Option<u32>,
+}
+
+/// A package compiled for a stemcell, in the director's blobstore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompiledPackage {
+    /// The blob id.
+    pub blobstore_id: String,
+    /// Its SHA-1.
+    pub sha1: String,
+}
+
+/// The cache key of a compiled package: the package's name and fingerprint, and the stemcell's OS
+/// and version (the director's compiled package cache key).
+pub fn compiled_package_key(name: &str, fingerprint: &str, os: &str, version: &str) -> String {
+    format!("{name}/{fingerprint}/{os}/{version}")
+}
