@@ -1,6 +1,7 @@
 //! The thin director: CPI runner, PKI for NATS mutual TLS, deploy sequencing, health monitoring and
 //! resurrection, a blobstore for agents, and a local process CPI.
 //!
+//! * [`agent_client`]: what the director asks one agent, with its timeouts, retries and waits;
 //! * [`blobstore`]: the blobs agents fetch, served over HTTPS in the DAV shape;
 //! * [`cpi`]: any external CPI, called as the director calls it;
 //! * [`exec`]: the only place in the crate that spawns a process;
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod agent_client;
 pub mod blobstore;
 pub mod cpi;
 pub mod exec;
