@@ -29,6 +29,7 @@ pub mod dns;
 pub mod dummy;
 pub mod host_paths;
 pub mod linux;
+pub mod logrotate;
 pub mod mount;
 pub mod name;
 pub mod net;
@@ -126,6 +127,9 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Who installed jobs and packages must belong to (`root:vcap` on Linux); `None` where owners
     /// are left as they are.
     fn installed_file_owner(&self) -> Result<Option<owner::FileOwner>, owner::Error>;
+
+    /// Sets up the rotation of the jobs' logs under `base` at `size` (on every `apply`).
+    fn setup_logrotate(&self, base: &Path, size: &str) -> Result<(), logrotate::Error>;
 }
 
 /// The platforms `-P` selects.
@@ -170,7 +174,11 @@ pub fn drive_mounter(
 /// The named platform; `dirs` is the agent's base dir.
 pub fn new_platform(name: PlatformName, dirs: &settings::Dirs) -> Arc<dyn Platform> {
     match name {
-        PlatformName::Linux => Arc::new(linux::LinuxPlatform::new(HostPaths::system(), dirs)),
+        PlatformName::Linux => Arc::new(linux::LinuxPlatform::new(
+            HostPaths::system(),
+            dirs,
+            Arc::new(cmd::SystemRunner),
+        )),
         PlatformName::Dummy => Arc::new(dummy::DummyPlatform::new(dirs)),
     }
 }

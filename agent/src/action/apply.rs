@@ -3,8 +3,9 @@
 //! installed and enabled and the ones no longer wanted are removed; then the filtered spec is saved as
 //! `bosh/spec.json` and `instance/{id,az,name,deployment}` are written. Answers `"applied"`.
 //!
-//! Reloading the job supervisor and writing the logrotate configuration come with the built-in
-//! supervisor.
+//! With a configuration hash, the log rotation of the jobs' logs is set up at the spec's
+//! `properties.logging.max_log_file_size` (50M by default), as Go's applier does; a failure is
+//! Go's "Logrotate setup failed".
 
 use std::sync::Arc;
 
@@ -22,6 +23,25 @@ async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
     invocation.args.require(1)?;
     let spec: ApplySpec = invocation.args.get(0)?;
     let networks = context.settings.settings().networks;
-    context.installer().await?.apply(spec, &networks).await?;
+    let applied = context.installer().await?.apply(spec, &networks).await?;
+    if !applied.configuration_hash.is_empty() {
+        let size = match applied.properties.logging.max_log_file_size.as_str() {
+            "" => platform::logrotate::DEFAULT_MAX_LOG_FILE_SIZE.to_owned(),
+            size => size.to_owned(),
+        };
+        let base = context.dirs.base_dir().to_owned();
+        let platform = context.platform.clone();
+        super::blocking(move || {
+            platform
+                .setup_logrotate(&base, &size)
+                .map_err(|source| -> super::Error { Box::new(LogrotateFailed(source)) })
+        })
+        .await?;
+    }
     Ok(Value::from("applied"))
 }
+
+/// Go's wrapping of a log rotation failure.
+#[derive(Debug, thiserror::Error)]
+#[error("Logrotate setup failed")]
+struct LogrotateFailed(#[source] platform::logrotate::Error);

@@ -179,6 +179,11 @@ impl Platform for DummyPlatform {
         Ok(None)
     }
 
+    fn setup_logrotate(&self, base: &Path, size: &str) -> Result<(), crate::logrotate::Error> {
+        // Nothing outside the base dir is written; the size is still checked as on Linux.
+        crate::logrotate::config(base, size).map(drop)
+    }
+
     fn system_log_dir(&self) -> Option<PathBuf> {
         None
     }

@@ -9,12 +9,14 @@
 pub mod drive;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use settings::Dirs;
 use settings::model::DiskSettings;
 
+use crate::cmd::{Cmd, CommandRunner};
 use crate::vitals::{Vitals, VitalsCollector};
-use crate::{HostPaths, Platform, cert, disk, dns, mount, net, power, user, vitals};
+use crate::{HostPaths, Platform, cert, disk, dns, logrotate, mount, net, power, user, vitals};
 
 /// The host's SSH public key under `/etc`, as Go reads it.
 const HOST_PUBLIC_KEY_FILE: &str = "ssh/ssh_host_rsa_key.pub";
@@ -24,14 +26,17 @@ const HOST_PUBLIC_KEY_FILE: &str = "ssh/ssh_host_rsa_key.pub";
 pub struct LinuxPlatform {
     host: HostPaths,
     vitals: VitalsCollector,
+    runner: Arc<dyn CommandRunner>,
 }
 
 impl LinuxPlatform {
-    /// The platform of the host `host`, for the agent whose base dir is that of `dirs`.
-    pub fn new(host: HostPaths, dirs: &Dirs) -> LinuxPlatform {
+    /// The platform of the host `host`, for the agent whose base dir is that of `dirs`, running
+    /// commands through `runner`.
+    pub fn new(host: HostPaths, dirs: &Dirs, runner: Arc<dyn CommandRunner>) -> LinuxPlatform {
         LinuxPlatform {
             vitals: VitalsCollector::new(host.clone(), dirs),
             host,
+            runner,
         }
     }
 }
@@ -116,6 +121,23 @@ impl Platform for LinuxPlatform {
         crate::owner::FileOwner::root_vcap().map(Some)
     }
 
+    fn setup_logrotate(&self, base: &Path, size: &str) -> Result<(), logrotate::Error> {
+        let text = logrotate::config(base, size)?;
+        let dir = self.host.etc("logrotate.d");
+        let path = dir.join(logrotate::GROUP);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|source| logrotate::Error::Write { path, source })?;
+        let script = base.join("bosh/bin/setup-logrotate.sh");
+        // Go ignores the script's outcome; a stemcell without it has nothing to set up.
+        if script.exists() {
+            if let Err(err) = self.runner.run(&Cmd::new(&script)) {
+                tracing::warn!(error = %err, "setup-logrotate.sh failed");
+            }
+        }
+        Ok(())
+    }
+
     fn system_log_dir(&self) -> Option<std::path::PathBuf> {
         Some(self.host.root().join("var").join("log"))
     }
@@ -137,18 +159,50 @@ impl Platform for LinuxPlatform {
 mod tests {
     use super::*;
 
+    use crate::testing::{RecordingRunner, Reply};
+
     struct Fixture {
         root: tempfile::TempDir,
         platform: LinuxPlatform,
+        runner: Arc<RecordingRunner>,
     }
 
     fn fixture() -> Fixture {
         let root = tempfile::tempdir().unwrap();
+        let runner = Arc::new(RecordingRunner::new());
         let platform = LinuxPlatform::new(
             HostPaths::with_root(root.path()),
             &Dirs::new(root.path().join("var/vcap")),
+            runner.clone(),
         );
-        Fixture { root, platform }
+        Fixture {
+            root,
+            platform,
+            runner,
+        }
+    }
+
+    #[test]
+    fn logrotate_is_configured_and_the_stemcells_script_run_with_its_failure_ignored() {
+        let f = fixture();
+        let base = f.root.path().join("var/vcap");
+        f.platform.setup_logrotate(&base, "10M").unwrap();
+        let config = std::fs::read_to_string(f.root.path().join("etc/logrotate.d/vcap")).unwrap();
+        assert_eq!(config, logrotate::config(&base, "10M").unwrap());
+        assert!(f.runner.recorded().is_empty(), "no script, nothing run");
+
+        let script = base.join("bosh/bin/setup-logrotate.sh");
+        f.write("var/vcap/bosh/bin/setup-logrotate.sh", "#!/bin/sh\n");
+        f.runner.expect(
+            &[script.to_str().unwrap()],
+            Reply::Fail(1, "no cron".into()),
+        );
+        f.platform.setup_logrotate(&base, "50M").unwrap();
+        assert_eq!(f.runner.recorded().len(), 1);
+        assert!(
+            f.platform.setup_logrotate(&base, "5 M").is_err(),
+            "a bad size is refused"
+        );
     }
 
     impl Fixture {
