@@ -5,6 +5,7 @@
 //! * [`cpi`]: any external CPI, called as the director calls it;
 //! * [`exec`]: the only place in the crate that spawns a process;
 //! * [`pki`]: the director's CA and the message bus's certificates;
+//! * [`template`]: job templates rendered with Ruby's ERB, their archive and hashes;
 //! * [`nats`]: the `nats-server` it runs, with per-agent permissions.
 //!
 //! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
@@ -18,3 +19,4 @@ pub mod cpi;
 pub mod exec;
 pub mod nats;
 pub mod pki;
+pub mod template;
