@@ -40,4 +40,4 @@ ensure_rust() {
 }
 
 # The Debian packages the build and the tests need.
-PACKAGES=(build-essential pkg-config ca-certificates nats-server)
+PACKAGES=(build-essential pkg-config ca-certificates nats-server ruby)

@@ -5,9 +5,10 @@
 //! * [`blobstore`]: the blobs agents fetch, served over HTTPS in the DAV shape;
 //! * [`cpi`]: any external CPI, called as the director calls it;
 //! * [`exec`]: the only place in the crate that spawns a process;
-//! * [`pki`]: the director's CA and the message bus's certificates;
 //! * [`nats`]: the `nats-server` it runs, with per-agent permissions;
-//! * [`state`]: what it created and where it stands, durable and crash-safe.
+//! * [`pki`]: the director's CA and the message bus's certificates;
+//! * [`state`]: what it created and where it stands, durable and crash-safe;
+//! * [`template`]: job templates rendered with Ruby's ERB, their archive and hashes.
 //!
 //! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
 //! compiles platform code.
@@ -22,3 +23,4 @@ pub mod exec;
 pub mod nats;
 pub mod pki;
 pub mod state;
+pub mod template;
