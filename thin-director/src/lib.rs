@@ -5,13 +5,17 @@
 //! * [`blobstore`]: the blobs agents fetch, served over HTTPS in the DAV shape;
 //! * [`cpi`]: any external CPI, called as the director calls it;
 //! * [`exec`]: the only place in the crate that spawns a process;
+//! * [`manifest`]: deployment manifests and cloud configs, checked with every problem named by its
+//!   path; instance placement (AZs, IP addresses) and update pacing;
 //! * [`nats`]: the `nats-server` it runs, with per-agent permissions;
 //! * [`pki`]: the director's CA and the message bus's certificates;
+//! * [`release`]: release tarballs, source and compiled: safe extraction, digests, job specs and
+//!   package dependencies;
 //! * [`state`]: what it created and where it stands, durable and crash-safe;
 //! * [`template`]: job templates rendered with Ruby's ERB, their archive and hashes.
 //!
 //! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
-//! compiles platform code.
+//! compiles platform code; of the lower crates it uses `settings` for multi-digests only.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
@@ -20,7 +24,9 @@ pub mod agent_client;
 pub mod blobstore;
 pub mod cpi;
 pub mod exec;
+pub mod manifest;
 pub mod nats;
 pub mod pki;
+pub mod release;
 pub mod state;
 pub mod template;
