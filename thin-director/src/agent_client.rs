@@ -207,26 +207,17 @@ impl<'a> AgentClient<'a> {
         self.call_retrying("start", vec![], 0).await.map(drop)
     }
 
-    /// Watches `get_state` after `start` on the director's schedule: sleep `min`, then up to
-    /// `floor((max-min)/step)` more sleeps of `step`, stopping as soon as `job_state` is `running`.
-    pub async fn watch_running(&self, instance: &str, min: Duration, max: Duration) -> Result<()> {
-        let step = watch_step(min, max);
-        let extra = if step.is_zero() {
-            0
-        } else {
-            (max.saturating_sub(min)).as_millis() / step.as_millis()
-        };
-        tokio::time::sleep(min).await;
-        let mut state = self.get_state().await?;
-        for _ in 0..extra {
+    /// Watches `get_state` after `start`: sleeps each step of `schedule` (the director's watch
+    /// schedule, [`WatchTime::schedule`](crate::manifest::update::WatchTime::schedule)) and asks,
+    /// stopping as soon as `job_state` is `running`.
+    pub async fn watch_running(&self, instance: &str, schedule: &[Duration]) -> Result<()> {
+        let mut state = Value::Null;
+        for sleep in schedule {
+            tokio::time::sleep(*sleep).await;
+            state = self.get_state().await?;
             if state["job_state"] == "running" {
                 return Ok(());
             }
-            tokio::time::sleep(step).await;
-            state = self.get_state().await?;
-        }
-        if state["job_state"] == "running" {
-            return Ok(());
         }
         Err(Error::NotRunning {
             instance: instance.to_owned(),
@@ -424,14 +415,6 @@ impl<'a> AgentClient<'a> {
     }
 }
 
-/// The watch step: `clamp(1 s, (max − min) / 9, 15 s)` (`starter.rb`); none when `max <= min`.
-pub fn watch_step(min: Duration, max: Duration) -> Duration {
-    if max <= min {
-        return Duration::ZERO;
-    }
-    ((max - min) / 9).clamp(Duration::from_secs(1), Duration::from_secs(15))
-}
-
 /// The names of the processes of a `get_state` answer that are not `running`, comma-separated.
 pub fn failing_processes(state: &Value) -> String {
     state["processes"]
@@ -450,19 +433,6 @@ pub fn failing_processes(state: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_watch_step_is_a_ninth_clamped_to_one_and_fifteen_seconds() {
-        let s = Duration::from_secs;
-        assert_eq!(watch_step(s(1), s(10)), s(1));
-        assert_eq!(watch_step(s(30), s(120)), s(10));
-        assert_eq!(watch_step(s(0), s(300)), s(15));
-        assert_eq!(watch_step(s(5), s(5)), Duration::ZERO);
-        assert_eq!(
-            watch_step(Duration::from_millis(1000), Duration::from_millis(5500)),
-            s(1)
-        );
-    }
 
     #[test]
     fn failing_processes_are_those_not_running() {
