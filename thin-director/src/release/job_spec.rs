@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::release::release_manifest::nullable;
 
 /// A parsed job spec.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct JobSpec {
     /// The job name; it must match the name in `release.MF`.
     pub name: String,
@@ -37,14 +37,33 @@ pub struct JobSpec {
 }
 
 /// A property a job declares.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PropertyDefinition {
     /// What it is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// Its value when the manifest gives none.
-    #[serde(default)]
     pub default: Option<serde_json::Value>,
+}
+
+/// A definition written as `null` (`name:` with nothing under it) has no description and no
+/// default.
+impl<'de> serde::Deserialize<'de> for PropertyDefinition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default)]
+            description: Option<String>,
+            #[serde(default)]
+            default: Option<serde_json::Value>,
+        }
+        let fields = Option::<Fields>::deserialize(deserializer)?;
+        Ok(
+            fields.map_or_else(PropertyDefinition::default, |fields| PropertyDefinition {
+                description: fields.description,
+                default: fields.default,
+            }),
+        )
+    }
 }
 
 /// A link a job consumes or provides.

@@ -53,7 +53,7 @@ mod render;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
 pub use hashes::{configuration_hash, template_hashes};
 pub use properties::bind_properties;
@@ -64,26 +64,7 @@ const LINKS_PATH: &str = ".bosh/links.json";
 /// ... and what it holds when the job provides none: `JSON.pretty_generate([]) + "\n"`.
 const NO_LINKS: &[u8] = b"[]\n";
 
-/// A job's spec, `job.MF`: what rendering needs of it. Unknown keys are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct JobSpec {
-    /// The job's name.
-    pub name: String,
-    /// Template source (under `templates/`) → destination (under the job directory).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub templates: BTreeMap<String, String>,
-    /// The properties the job declares, by dotted name.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub properties: BTreeMap<String, PropertyDefinition>,
-}
-
-/// A property a job declares. A definition written as `null` (`name:` with nothing under it) has
-/// no default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PropertyDefinition {
-    /// Its default value, if it has one.
-    pub default: Option<serde_json::Value>,
-}
+pub use crate::release::job_spec::{JobSpec, PropertyDefinition};
 
 /// A job as a release provides it: its spec, its `monit` file and its template sources.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -314,20 +295,6 @@ pub enum Error {
 /// `Result` with this module's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl<'de> Deserialize<'de> for PropertyDefinition {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Fields {
-            #[serde(default)]
-            default: Option<serde_json::Value>,
-        }
-        let fields = Option::<Fields>::deserialize(deserializer)?;
-        Ok(PropertyDefinition {
-            default: fields.and_then(|fields| fields.default),
-        })
-    }
-}
-
 impl Job {
     /// Reads an unpacked job tarball in `dir`: `monit` and, for each template of `spec`,
     /// `templates/<source>`. Sources are checked before anything is read.
@@ -406,14 +373,6 @@ fn indent(text: &str) -> String {
 }
 
 /// Reads a YAML/JSON `null` as the type's default, as BOSH treats `templates: ~`.
-fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,7 @@ mod tests {
                         name.to_string(),
                         PropertyDefinition {
                             default: default.clone(),
+                            ..PropertyDefinition::default()
                         },
                     )
                 })

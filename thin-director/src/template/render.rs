@@ -277,8 +277,17 @@ mod tests {
                     ("users", Some(json!([]))),
                 ]
                 .into_iter()
-                .map(|(name, default)| (name.to_owned(), PropertyDefinition { default }))
+                .map(|(name, default)| {
+                    (
+                        name.to_owned(),
+                        PropertyDefinition {
+                            default,
+                            ..PropertyDefinition::default()
+                        },
+                    )
+                })
                 .collect(),
+                ..JobSpec::default()
             },
             monit: monit.into(),
             sources: templates
@@ -640,6 +649,7 @@ index: 2 name: web-group deployment: demo az: z1 id: 0b7e6d9c-1f2a-4c3b-9d8e-7f6
             "port".into(),
             PropertyDefinition {
                 default: Some(json!(5432)),
+                ..PropertyDefinition::default()
             },
         );
         db
