@@ -4,7 +4,8 @@
 //! decodes and routes it ([`action::route`], one module per method) → queries run at once, changes and
 //! tasks on the ordered instance lane, tasks tracked by [`task::TaskService`] → the response goes back
 //! on the request's `reply_to`. [`app::run`] wires settings, platform, supervisor, dispatcher, bus and
-//! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis.
+//! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis;
+//! [`monit_command`] is the operator's `monit` command and the agent's socket that answers it.
 //!
 //! [`protocol`] (the wire types), [`client`] (an agent client for directors and tests) and [`tls`]
 //! build without the `daemon` feature.
@@ -31,6 +32,8 @@ pub mod client;
 pub mod dispatch;
 #[cfg(feature = "daemon")]
 pub mod heartbeat;
+#[cfg(feature = "daemon")]
+pub mod monit_command;
 pub mod protocol;
 #[cfg(feature = "daemon")]
 pub mod settings_command;

@@ -9,6 +9,7 @@
 mod http_server;
 mod https_bus;
 mod jobs_bus;
+mod monit_command;
 mod nats_bus;
 mod nats_harness;
 mod settings_cli;
