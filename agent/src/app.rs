@@ -148,6 +148,21 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     if let Err(err) = crate::action::start::load_jobs(&context).await {
         tracing::error!(error = %settings::source::error_chain(err.as_ref()), "loading the jobs' monit files");
     }
+    // The operator's `monit` command reaches the built-in supervisor through a local socket.
+    if context.supervisor.process_supervisor().is_some() {
+        let socket_dirs = dirs.clone();
+        match tokio::task::spawn_blocking(move || crate::monit_command::server::bind(&socket_dirs))
+            .await
+        {
+            Ok(Ok(socket)) => {
+                tasks.spawn(crate::monit_command::server::serve(socket, context.clone()));
+            }
+            Ok(Err(err)) => {
+                tracing::error!(error = %settings::source::error_chain(&err), "the monit command will not reach the agent");
+            }
+            Err(err) => tracing::error!(error = %err, "binding the monit socket"),
+        }
+    }
     let (dispatcher, lane) = Dispatcher::new(context.clone());
     tasks.spawn(lane);
     dispatcher.resume_persisted_tasks().await;

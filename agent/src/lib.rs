@@ -5,7 +5,8 @@
 //! tasks on the ordered instance lane, tasks tracked by [`task::TaskService`] → the response goes back
 //! on the request's `reply_to`. [`app::run`] wires settings, platform, supervisor, dispatcher, bus and
 //! [`heartbeat`]s together. [`settings_command`] is the `bosh-agent settings` diagnosis;
-//! [`compile_command`] is `bosh-agent compile`, offline compilation of release tarballs.
+//! [`compile_command`] is `bosh-agent compile`, offline compilation of release tarballs;
+//! [`monit_command`] is the operator's `monit` command and the agent's socket that answers it.
 //!
 //! [`protocol`] (the wire types), [`client`] (an agent client for directors and tests) and [`tls`]
 //! build without the `daemon` feature.
@@ -34,6 +35,8 @@ pub mod compile_command;
 pub mod dispatch;
 #[cfg(feature = "daemon")]
 pub mod heartbeat;
+#[cfg(feature = "daemon")]
+pub mod monit_command;
 pub mod protocol;
 #[cfg(feature = "daemon")]
 pub mod settings_command;

@@ -2,6 +2,10 @@
 //! `-P <platform> -C <agent.json> -M <supervisor> -b <base dir> -v`, with `-r` and `-no-alerts`
 //! accepted and ignored, plus the `settings` subcommand that shows where settings come from and the
 //! `compile` subcommand that compiles release tarballs offline (`main/compile.go`).
+//!
+//! Started as `monit` (through a link of that name, as the Go agent dispatches on its program name
+//! for `bosh-enable-monit-access`), or as `bosh-agent monit <args>`, it is the operator's `monit`
+//! command ([`agent::monit_command`]), which asks the running agent over its local socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,9 +69,27 @@ enum Command {
         /// Release tarballs with source packages.
         tarballs: Vec<PathBuf>,
     },
+    /// The operator's monit command (`monit summary`, `monit restart <name|all>`, ...), answered by
+    /// the running agent of the base dir in $BOSH_AGENT_BASE_DIR (default /var/vcap).
+    #[command(disable_help_flag = true)]
+    Monit {
+        /// Monit's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let is_monit = args
+        .next()
+        .as_deref()
+        .and_then(|program| std::path::Path::new(program).file_name())
+        .is_some_and(|name| name == "monit");
+    if is_monit {
+        let args: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
+        return monit(&args);
+    }
     // The Go agent's flags are Go-style: `-no-alerts` and `-output-directory` with one dash.
     let args = std::env::args_os().map(|arg| match arg.to_str() {
         Some("-no-alerts") => "--no-alerts".into(),
@@ -75,6 +97,9 @@ fn main() -> ExitCode {
         _ => arg,
     });
     let cli = Cli::parse_from(args);
+    if let Some(Command::Monit { args }) = &cli.command {
+        return monit(args);
+    }
     if cli.version {
         println!("{} [DEV BUILD]", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -132,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output_directory,
             tarballs,
         }) => compile(&cli.base_dir, output_directory, &tarballs).await,
+        // Answered in `main`, before anything else.
+        Some(Command::Monit { .. }) => Ok(ExitCode::SUCCESS),
         None => {
             let options = agent::app::Options {
                 platform,
@@ -168,6 +195,18 @@ async fn compile(
     };
     compilation.compile_all(tarballs).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `monit` command with `args`, against the agent of `$BOSH_AGENT_BASE_DIR` (or `/var/vcap`).
+fn monit(args: &[String]) -> ExitCode {
+    let base_dir = agent::monit_command::base_dir_from_env();
+    let code = agent::monit_command::run(
+        args,
+        &base_dir,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
 }
 
 /// SIGTERM or SIGINT.

@@ -16,6 +16,7 @@ mod dav;
 mod compile_cli;
 mod https_bus;
 mod jobs_bus;
+mod monit_command;
 mod nats_bus;
 mod nats_harness;
 mod release_bus;

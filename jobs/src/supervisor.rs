@@ -128,6 +128,12 @@ pub trait JobSupervisor: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(()) })
     }
 
+    /// The built-in process supervisor behind `-M monit`, for the operator's `monit` command;
+    /// `None` for the others.
+    fn process_supervisor(&self) -> Option<&crate::process::Supervisor> {
+        None
+    }
+
     /// Handles a bus message meant for the supervisor itself (the `dummy-nats` test controls, whose
     /// arguments are top-level keys of the request); `None` when `method` is not one of them.
     fn control(&self, _method: &str, _request: &[u8]) -> Option<Control> {
@@ -273,7 +279,11 @@ impl JobSupervisor for MonitSupervisor {
     }
 
     fn unmonitor(&self) -> Result<(), Error> {
-        Ok(self.processes.unmonitor()?)
+        Ok(self.processes.unmonitor_all()?)
+    }
+
+    fn process_supervisor(&self) -> Option<&crate::process::Supervisor> {
+        Some(&self.processes)
     }
 
     fn load_jobs(&self, jobs: Vec<(String, crate::monit::MonitFile)>) -> Result<(), Error> {

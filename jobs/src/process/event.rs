@@ -12,6 +12,9 @@
 //! | `exists` | `alert` | `process is running with pid <pid>` | it runs again after a failure (the agent ignores this event) |
 //! | `execution failed` | `alert` | `failed to start` / `failed to stop` | a start or stop program failed or timed out |
 //! | `pid changed` | `alert` | `process PID changed to <pid>` | the pidfile names another live process |
+//! | `resource limit matched` | the test's | `total mem amount of 1024kB matches resource limit [total mem amount>512kB]` | a resource test failed for its cycles |
+//! | `resource limit succeeded` | the test's recovery (`alert`) | `'web' total mem amount check succeeded [current total mem amount=100kB]` | it passes again (the agent ignores this event) |
+//! | `timeout` | the limit's (`unmonitor` for `then timeout`) | `service restarted 3 times within 2 cycles(s) - unmonitor` | a restart limit was reached |
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +31,12 @@ pub(crate) enum Event {
     ExecutionFailed,
     /// The pidfile names another process (`Event_Pid`, changed).
     PidChanged,
+    /// A resource test failed (`Event_Resource`, failed).
+    ResourceLimitMatched,
+    /// A failed resource test passes again (`Event_Resource`, succeeded).
+    ResourceLimitSucceeded,
+    /// A restart limit was reached (`Event_Timeout`, failed).
+    Timeout,
 }
 
 /// What the supervisor did about an event, in monit's words.
@@ -37,6 +46,14 @@ pub(crate) enum Action {
     Alert,
     /// The process is restarted.
     Restart,
+    /// The service is stopped.
+    Stop,
+    /// The service is no longer watched.
+    Unmonitor,
+    /// A program runs.
+    Exec,
+    /// The service is started.
+    Start,
 }
 
 impl Event {
@@ -47,6 +64,22 @@ impl Event {
             Event::Exists => "exists",
             Event::ExecutionFailed => "execution failed",
             Event::PidChanged => "pid changed",
+            Event::ResourceLimitMatched => "resource limit matched",
+            Event::ResourceLimitSucceeded => "resource limit succeeded",
+            Event::Timeout => "timeout",
+        }
+    }
+
+    /// The event's name as monit writes it in `MONIT_EVENT` and its mails (`src/event.c`).
+    pub(crate) fn monit_name(self) -> &'static str {
+        match self {
+            Event::DoesNotExist => "Does not exist",
+            Event::Exists => "Exists",
+            Event::ExecutionFailed => "Execution failed",
+            Event::PidChanged => "PID changed",
+            Event::ResourceLimitMatched => "Resource limit matched",
+            Event::ResourceLimitSucceeded => "Resource limit succeeded",
+            Event::Timeout => "Timeout",
         }
     }
 }
@@ -57,6 +90,10 @@ impl Action {
         match self {
             Action::Alert => "alert",
             Action::Restart => "restart",
+            Action::Stop => "stop",
+            Action::Unmonitor => "unmonitor",
+            Action::Exec => "exec",
+            Action::Start => "start",
         }
     }
 }
@@ -162,5 +199,11 @@ mod tests {
         assert_eq!(Event::PidChanged.name(), "pid changed");
         assert_eq!(Event::Exists.name(), "exists");
         assert_eq!(Action::Alert.name(), "alert");
+        assert_eq!(Event::Timeout.name(), "timeout");
+        assert_eq!(
+            Event::ResourceLimitMatched.monit_name(),
+            "Resource limit matched"
+        );
+        assert_eq!(Action::Unmonitor.name(), "unmonitor");
     }
 }

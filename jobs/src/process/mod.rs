@@ -2,23 +2,37 @@
 //! (`jobsupervisor/monit_job_supervisor.go` drives it over HTTP), done inside the agent.
 //!
 //! A [`Supervisor`] holds the process checks of every job's monit file ([`Supervisor::replace_jobs`],
-//! [`Supervisor::add_job`]); each check becomes a service with its own task (see `service.rs`)
-//! that reads the service's pidfile every cycle ([`Config::cycle`], 1 s by default, not monit's
-//! 10 s) and asks the [`Spawner`] whether the pid lives. The agent's operations map to monit's:
+//! [`Supervisor::add_job`]); each check becomes a service with its own task (see `service.rs`) that
+//! runs its programs and follows its process. One watcher (see `watch.rs`) checks every watched
+//! process each [`Config::cycle`] (1 s by default, not monit's 10 s) in a single trip to the
+//! blocking pool, and wakes a service's task only when its process died or came back; once per
+//! [`Config::poll_cycle`] (monit's 10 s) it also reads the running services' pidfiles (a replaced
+//! process: `pid changed`) and evaluates the resource tests and restart limits of the monit files
+//! (see `resource.rs`). The agent's operations map to monit's:
 //!
-//! | Go agent (`monit_job_supervisor.go`) | here |
+//! | Go agent (`monit_job_supervisor.go`) or operator (`monit` CLI) | here |
 //! |---|---|
-//! | `Reload` after writing `monit/job/*.monitrc` | [`Supervisor::replace_jobs`] |
+//! | `Reload` after writing `monit/job/*.monitrc`; `monit reload` | [`Supervisor::replace_jobs`] |
 //! | `Start`: `monit start` each `vcap` service | [`Supervisor::start_all`]: dependencies first, `mode manual` skipped |
 //! | `StopAndWait`: `monit stop -g vcap`, poll up to 5 min | [`Supervisor::stop_all`]: dependants first, waits until the processes are gone |
-//! | `Unmonitor` before drain | [`Supervisor::unmonitor`]: stop watching, leave processes running |
+//! | `Unmonitor` before drain | [`Supervisor::unmonitor_all`]: stop watching, leave processes running |
+//! | `monit start\|stop\|restart\|monitor\|unmonitor <name\|all>` | [`Supervisor::start`], [`Supervisor::stop`], [`Supervisor::restart`], [`Supervisor::monitor`], [`Supervisor::unmonitor`] |
 //! | `Status` | [`Supervisor::job_state`], aggregated as Go does (reference §7) |
 //! | `Processes` (`kilobytetotal`, `percenttotal`, `uptime`) | [`Supervisor::processes`], from `/proc` |
+//! | `monit summary`, `monit status` | [`Supervisor::report`] |
 //! | SMTP alerts from monit | [`MonitAlert`]s on the bounded channel given to [`Supervisor::new`] |
 //!
-//! Like the Go agent, starting, stopping, unmonitoring and reporting concern the services of one
-//! group ([`Config::group`], `vcap`); services outside it are watched once started (as a
-//! dependency, say) but never reported.
+//! Like the Go agent, [`Supervisor::start_all`], [`Supervisor::stop_all`],
+//! [`Supervisor::unmonitor_all`] and the reports of `get_state` concern the services of one group
+//! ([`Config::group`], `vcap`); services outside it are watched once started (as a dependency, say)
+//! but never reported there. The operator's operations take a service name or `all` ([`Target`]),
+//! as monit's command line does, and `all` is every service.
+//!
+//! `depends on` works as in monit's `control.c`: a start starts the services it depends on first; a
+//! stop or unmonitor also stops (unmonitors) the services that depend on it, first; a restart, by
+//! the operator, by a resource test or after a death, stops the watched services that depend on it
+//! first and starts them again once it runs (`do_restart`/`do_depend`); `monitor` also watches the
+//! services it depends on.
 //!
 //! Where we differ from monit 5.2.5, on purpose:
 //!
@@ -32,17 +46,23 @@
 //!   Job processes live in their own process groups, so they outlive an agent restart and the next
 //!   agent adopts them without restarting them;
 //! * `mode manual` services are not started by [`Supervisor::start_all`] (Go starts every `vcap`
-//!   service); [`Supervisor::start`] starts one by name;
-//! * resource and connection tests (`if totalmem > ...`, `if failed port ...`), restart limits,
-//!   `every <n> cycles` and per-service `alert` statements are parsed but not honoured: each is
-//!   logged once as not honoured when its file is loaded. A restarted dependency does not bounce
-//!   its dependants as monit's `do_restart` does.
+//!   service); [`Supervisor::start`] starts them by name or with `all`;
+//! * a death or a restart bounces only the dependants that are watched; monit starts every
+//!   dependant again;
+//! * [`Supervisor::stop`] waits until the processes are gone (monit's command returns at once);
+//! * connection tests (`if failed port ...`), `every <n> cycles`, per-service `alert` statements,
+//!   `start` actions and recovery actions other than `alert` are parsed but not honoured: each is
+//!   logged once as not honoured when its file is loaded.
 
 mod dependency;
 mod event;
 mod pidfile;
 mod procfs;
+mod registry;
+mod report;
+mod resource;
 mod service;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -53,23 +73,32 @@ use std::time::{Duration, Instant};
 
 use platform::HostPaths;
 use platform::cmd::Spawner;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch as tokio_watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::monit::{Condition, Kind, Mode, MonitFile, Service};
-use crate::process::procfs::{CpuSample, ProcSnapshot};
+use crate::monit::{Mode, MonitFile, Service};
+use crate::process::procfs::{CpuSample, CpuTimes, ProcSnapshot};
+use crate::process::resource::Checks;
+use crate::process::watch::Watch;
 use crate::supervisor::{Cpu, Memory, MonitAlert, Process, Uptime};
+
+pub use report::{Failure, Monitor, Pending, ProcessReport, Report, ServiceReport, SystemReport};
 
 /// How the supervisor watches; [`Config::default`] has monit's and the Go agent's numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// How often each service's pidfile is checked (monit: 10 s; here 1 s).
+    /// How often every watched process is checked (monit: 10 s; here 1 s).
     pub cycle: Duration,
+    /// Monit's poll cycle, the unit of `for <n> cycles` and `<n> restarts within <m> cycles` in monit
+    /// files: resource tests and restart limits are evaluated once per poll cycle (BOSH stemcells
+    /// run monit with `set daemon 10`, so release authors count in 10 s cycles).
+    pub poll_cycle: Duration,
     /// How long a start may take when its program has no `with timeout` (monit: 30 s).
     pub start_timeout: Duration,
     /// How long a stop may take when its program has no `with timeout` (monit: 30 s).
     pub stop_timeout: Duration,
-    /// How long [`Supervisor::stop_all`] waits for every process to go (Go's `StopAndWait`: 5 min).
+    /// How long [`Supervisor::stop_all`] and [`Supervisor::stop`] wait for the processes to go (Go's
+    /// `StopAndWait`: 5 min).
     pub stop_all_timeout: Duration,
     /// The delay before the second restart in a row (the first goes at once); it doubles with each
     /// further failure.
@@ -130,6 +159,28 @@ pub struct ServiceStatus {
     pub is_in_group: bool,
 }
 
+/// Something in a loaded monit file that the supervisor does not do; logged once when loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotHonoured {
+    /// The job whose monit file says it.
+    pub job: String,
+    /// The service it belongs to, if any.
+    pub service: Option<String>,
+    /// The 1-based line (of the `check` for `every <n> cycles`).
+    pub line: usize,
+    /// What it is.
+    pub what: String,
+}
+
+/// Which services an operator's operation concerns: monit's `<name|all>` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `all`: every supervised service.
+    All,
+    /// One service.
+    Service(String),
+}
+
 /// Why a supervisor operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -187,7 +238,7 @@ pub enum Error {
 /// `pub type Result<T>` of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The supervisor: the services of every job, each watched by its own task.
+/// The supervisor: the services of every job, each followed by its own task, and one watcher.
 ///
 /// Dropping it stops watching (the tasks end) but leaves every process running, as killing monit
 /// does; a new supervisor given the same monit files adopts them.
@@ -197,7 +248,7 @@ pub struct Supervisor {
     tasks: Mutex<JoinSet<()>>,
 }
 
-/// The state every service task shares with the supervisor.
+/// The state every service task and the watcher share with the supervisor.
 #[derive(Debug)]
 struct Inner {
     config: Config,
@@ -206,11 +257,18 @@ struct Inner {
     alerts: mpsc::Sender<MonitAlert>,
     registry: Mutex<Registry>,
     /// Bumped on every change of a service's state, for [`Supervisor::stop_all`] to wait on.
-    changed: watch::Sender<u64>,
+    changed: tokio_watch::Sender<u64>,
     is_shut_down: AtomicBool,
+    is_watching: AtomicBool,
     dropped_alerts: AtomicU64,
     /// What was already logged as not honoured, so that reloads do not repeat it.
     reported: Mutex<HashSet<String>>,
+    /// What the loaded monit files say that the supervisor does not do.
+    not_honoured: Mutex<Vec<NotHonoured>>,
+    /// When the supervisor began (monit's daemon uptime).
+    started: Instant,
+    /// The host's CPU counters at the previous [`Supervisor::report`].
+    host_cpu: Mutex<Option<CpuTimes>>,
 }
 
 #[derive(Debug, Default)]
@@ -223,7 +281,7 @@ struct Registry {
     next_generation: u64,
 }
 
-/// One service: its definition, its task, and what the task and the supervisor share.
+/// One service: its definition, its task, and what the task, the watcher and the supervisor share.
 #[derive(Debug)]
 struct Entry {
     job: String,
@@ -240,15 +298,31 @@ struct Entry {
     /// What the supervisor asked the task to do next.
     request: Option<Request>,
     has_stop_failed: bool,
+    /// Why a failing service fails (the task's last failure).
+    failure: Option<Failure>,
+    /// The process died and its restart is due: services that depend on it wait before starting.
+    is_restart_pending: bool,
+    /// What the watcher checks for the task.
+    watch: Watch,
+    /// Resource tests and restart limits, evaluated by the watcher.
+    checks: Checks,
     /// The last CPU sample [`Supervisor::processes`] took, with its pid.
     cpu_sample: Option<(u32, CpuSample)>,
+    /// The last CPU samples (process, tree) [`Supervisor::report`] took, with their pid.
+    report_sample: Option<(u32, CpuSample, CpuSample)>,
 }
 
 /// What the supervisor asks of a service's task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Request {
+    /// Start it (after the services it depends on).
     Start,
+    /// Stop it (after the services that depend on it) and stop watching it.
     Stop,
+    /// Stop it (after its dependants), then start it again.
+    Restart,
+    /// Watch it again: adopt its process, or restart it.
+    Monitor,
 }
 
 /// What a task needs to know about its service and its neighbours at one moment.
@@ -257,23 +331,18 @@ struct View {
     service: Arc<Service>,
     request: Option<Request>,
     is_monitored: bool,
-    /// No service this one depends on is still starting.
+    /// No service this one depends on is about to change: none has a request pending, is starting
+    /// or stopping, or waits to be restarted.
     dependencies_settled: bool,
-    /// No service that depends on this one is still stopping.
+    /// No service that depends on this one is still to be stopped or stopping.
     dependants_settled: bool,
-}
-
-/// A process service to supervise, from a loaded monit file.
-#[derive(Debug)]
-struct Planned {
-    job: String,
-    service: Service,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             cycle: Duration::from_secs(1),
+            poll_cycle: Duration::from_secs(10),
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
             stop_all_timeout: Duration::from_secs(5 * 60),
@@ -281,6 +350,26 @@ impl Default for Config {
             restart_backoff_max: Duration::from_secs(60),
             group: "vcap".to_owned(),
             output_dir: None,
+        }
+    }
+}
+
+impl Target {
+    /// Monit's reading of a command-line argument: `all`, or the name of one service.
+    pub fn parse(name: &str) -> Target {
+        if name == "all" {
+            Target::All
+        } else {
+            Target::Service(name.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::Service(name) => f.write_str(name),
         }
     }
 }
@@ -354,7 +443,7 @@ impl Supervisor {
         host: HostPaths,
         alerts: mpsc::Sender<MonitAlert>,
     ) -> Supervisor {
-        let (changed, _) = watch::channel(0);
+        let (changed, _) = tokio_watch::channel(0);
         Supervisor {
             inner: Arc::new(Inner {
                 config,
@@ -364,8 +453,12 @@ impl Supervisor {
                 registry: Mutex::new(Registry::default()),
                 changed,
                 is_shut_down: AtomicBool::new(false),
+                is_watching: AtomicBool::new(false),
                 dropped_alerts: AtomicU64::new(0),
                 reported: Mutex::new(HashSet::new()),
+                not_honoured: Mutex::new(Vec::new()),
+                started: Instant::now(),
+                host_cpu: Mutex::new(None),
             }),
             tasks: Mutex::new(JoinSet::new()),
         }
@@ -392,16 +485,19 @@ impl Supervisor {
     pub fn replace_jobs(&self, jobs: Vec<(String, MonitFile)>) -> Result<()> {
         self.ensure_running()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let planned = plan(&jobs)?;
+        let planned = registry::plan(&jobs)?;
         self.inner.report_unsupported(&jobs);
 
         let mut registry = self.inner.lock();
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Forget tasks that ended (aborted by earlier reloads).
         while tasks.try_join_next().is_some() {}
+        if !self.inner.is_watching.swap(true, Ordering::SeqCst) {
+            tasks.spawn_on(watch::run(Arc::clone(&self.inner)), &runtime);
+        }
         let mut previous = std::mem::take(&mut registry.entries);
         let mut order = Vec::with_capacity(planned.len());
-        for Planned { job, service } in planned {
+        for registry::Planned { job, service } in planned {
             let name = service.name.clone();
             order.push(name.clone());
             let mut was_monitored = false;
@@ -428,6 +524,7 @@ impl Supervisor {
                 &runtime,
             );
             let is_in_group = service.groups.contains(&self.inner.config.group);
+            let checks = Checks::from_service(&service);
             registry.entries.insert(
                 name,
                 Entry {
@@ -444,7 +541,12 @@ impl Supervisor {
                     // (or its live process adopted) like any other.
                     request: was_monitored.then_some(Request::Start),
                     has_stop_failed: false,
+                    failure: None,
+                    is_restart_pending: false,
+                    watch: Watch::Nothing,
+                    checks,
                     cpu_sample: None,
+                    report_sample: None,
                 },
             );
         }
@@ -487,14 +589,14 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts one service (whatever its mode or group) after the services it depends on.
-    pub fn start(&self, service: &str) -> Result<()> {
+    /// `monit start <name|all>`: starts the service (whatever its mode or group; `all`: every
+    /// service) after the services it depends on, which are started too, and watches them. Returns
+    /// at once.
+    pub fn start(&self, target: &Target) -> Result<()> {
         self.ensure_running()?;
         let mut registry = self.inner.lock();
-        if !registry.entries.contains_key(service) {
-            return Err(Error::UnknownService(service.to_owned()));
-        }
-        let targets = registry.dependencies_of(vec![service], true);
+        let names = registry.resolve(target)?;
+        let targets = registry.dependencies_of(names.iter().map(String::as_str).collect(), true);
         registry.request_start(&targets);
         drop(registry);
         self.inner.changed();
@@ -516,71 +618,99 @@ impl Supervisor {
                 .map(String::as_str)
                 .collect();
             let targets = registry.dependants_of(seeds);
-            for name in &targets {
-                if let Some(entry) = registry.entries.get_mut(name) {
-                    entry.request = Some(Request::Stop);
-                    entry.is_monitored = false;
-                    entry.has_stop_failed = false;
-                    entry.notify.notify_one();
-                }
-            }
+            registry.request_stop(&targets);
             targets
         };
+        self.stop_and_wait(targets).await
+    }
+
+    /// `monit stop <name|all>`: stops the service (`all`: every service) after the services that
+    /// depend on it, which are stopped too, and waits until their processes are gone, as
+    /// [`Supervisor::stop_all`] does.
+    pub async fn stop(&self, target: &Target) -> Result<()> {
+        self.ensure_running()?;
+        let targets = {
+            let mut registry = self.inner.lock();
+            let names = registry.resolve(target)?;
+            let targets = registry.dependants_of(names.iter().map(String::as_str).collect());
+            registry.request_stop(&targets);
+            targets
+        };
+        self.stop_and_wait(targets).await
+    }
+
+    /// `monit restart <name|all>`: stops the watched services that depend on the service, then the
+    /// service itself, starts it again (after the services it depends on, which are started if they
+    /// do not run) and then its dependants. A service that does not run is simply started. Returns
+    /// at once.
+    pub fn restart(&self, target: &Target) -> Result<()> {
+        self.ensure_running()?;
+        let mut registry = self.inner.lock();
+        let names = registry.resolve(target)?;
+        let seeds: Vec<&str> = names.iter().map(String::as_str).collect();
+        let dependencies: Vec<String> = registry
+            .dependencies_of(seeds.clone(), true)
+            .into_iter()
+            .filter(|name| !names.contains(name))
+            .filter(|name| {
+                registry
+                    .entries
+                    .get(name)
+                    .is_some_and(|e| e.state != ServiceState::Running)
+            })
+            .collect();
+        registry.request_start(&dependencies);
+        let targets: Vec<String> = registry
+            .dependants_of(seeds)
+            .into_iter()
+            .filter(|name| {
+                names.contains(name) || registry.entries.get(name).is_some_and(|e| e.is_monitored)
+            })
+            .collect();
+        registry.request_restart(&targets);
+        drop(registry);
         self.inner.changed();
-        let mut changed = self.inner.changed.subscribe();
-        let timeout = self.inner.config.stop_all_timeout;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (pending, failed) = {
-                let registry = self.inner.lock();
-                let in_order = |keep: &dyn Fn(&Entry) -> bool| -> Vec<String> {
-                    registry
-                        .order
-                        .iter()
-                        .filter(|name| targets.contains(*name))
-                        .filter(|name| registry.entries.get(*name).is_some_and(keep))
-                        .cloned()
-                        .collect()
-                };
-                (
-                    in_order(&|e| {
-                        e.request == Some(Request::Stop) || e.state == ServiceState::Stopping
-                    }),
-                    in_order(&|e| e.has_stop_failed),
-                )
-            };
-            if pending.is_empty() {
-                return if failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(Error::StopFailed { services: failed })
-                };
-            }
-            self.ensure_running()?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::StopTimedOut {
-                    services: pending,
-                    timeout,
-                });
-            }
-            let wait = (deadline - now).min(self.inner.config.cycle);
-            let _ = tokio::time::timeout(wait, changed.changed()).await;
-        }
+        Ok(())
+    }
+
+    /// `monit monitor <name|all>`: watches the service again, and the services it depends on. A live
+    /// process is adopted; a missing one is `does not exist` and restarted, as monit's next cycle
+    /// would. Returns at once.
+    pub fn monitor(&self, target: &Target) -> Result<()> {
+        self.ensure_running()?;
+        let mut registry = self.inner.lock();
+        let names = registry.resolve(target)?;
+        let targets = registry.dependencies_of(names.iter().map(String::as_str).collect(), true);
+        registry.request_monitor(&targets);
+        drop(registry);
+        self.inner.changed();
+        Ok(())
+    }
+
+    /// `monit unmonitor <name|all>`: stops watching the service and the services that depend on it,
+    /// leaving their processes running. Pending starts are dropped.
+    pub fn unmonitor(&self, target: &Target) -> Result<()> {
+        self.ensure_running()?;
+        let mut registry = self.inner.lock();
+        let names = registry.resolve(target)?;
+        let targets = registry.dependants_of(names.iter().map(String::as_str).collect());
+        registry.unmonitor(&targets);
+        drop(registry);
+        self.inner.changed();
+        Ok(())
     }
 
     /// Stops watching the managed group's services without stopping their processes (before drain
-    /// scripts run), as `monit unmonitor` does. Pending starts are dropped.
-    pub fn unmonitor(&self) -> Result<()> {
+    /// scripts run), as the Go agent's `monit unmonitor` of the group does. Pending starts are
+    /// dropped.
+    pub fn unmonitor_all(&self) -> Result<()> {
         self.ensure_running()?;
         let mut registry = self.inner.lock();
-        for entry in registry.entries.values_mut().filter(|e| e.is_in_group) {
-            entry.is_monitored = false;
-            if entry.request == Some(Request::Start) {
-                entry.request = None;
-            }
-            entry.notify.notify_one();
-        }
+        let targets: Vec<String> = registry
+            .group_entries()
+            .map(|(name, _)| name.clone())
+            .collect();
+        registry.unmonitor(&targets);
         drop(registry);
         self.inner.changed();
         Ok(())
@@ -673,6 +803,24 @@ impl Supervisor {
         processes
     }
 
+    /// What the loaded monit files say that the supervisor does not do (each is logged once as not
+    /// honoured), in job and line order.
+    pub fn not_honoured(&self) -> Vec<NotHonoured> {
+        self.inner
+            .not_honoured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What `monit summary` and `monit status` show: every service (of any group) in load order with
+    /// monit's view of it and, for a watched running process, its figures; the host's figures; the
+    /// supervisor's uptime. CPU shares are measured since the previous report (since the process
+    /// started, or since boot for the host, the first time). Blocking: it reads `/proc`.
+    pub fn report(&self) -> Report {
+        report::build(&self.inner)
+    }
+
     /// Stops watching for good: every task ends, processes keep running. Later operations fail
     /// with [`Error::ShutDown`] and [`Supervisor::job_state`] is [`JobState::Unknown`].
     pub async fn shutdown(&self) {
@@ -688,6 +836,51 @@ impl Supervisor {
             return Err(Error::ShutDown);
         }
         Ok(())
+    }
+
+    /// Waits until the stops of `targets` are done or [`Config::stop_all_timeout`] passes.
+    async fn stop_and_wait(&self, targets: Vec<String>) -> Result<()> {
+        self.inner.changed();
+        let mut changed = self.inner.changed.subscribe();
+        let timeout = self.inner.config.stop_all_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (pending, failed) = {
+                let registry = self.inner.lock();
+                let in_order = |keep: &dyn Fn(&Entry) -> bool| -> Vec<String> {
+                    registry
+                        .order
+                        .iter()
+                        .filter(|name| targets.contains(*name))
+                        .filter(|name| registry.entries.get(*name).is_some_and(keep))
+                        .cloned()
+                        .collect()
+                };
+                (
+                    in_order(&|e| {
+                        e.request == Some(Request::Stop) || e.state == ServiceState::Stopping
+                    }),
+                    in_order(&|e| e.has_stop_failed),
+                )
+            };
+            if pending.is_empty() {
+                return if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Error::StopFailed { services: failed })
+                };
+            }
+            self.ensure_running()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::StopTimedOut {
+                    services: pending,
+                    timeout,
+                });
+            }
+            let wait = (deadline - now).min(self.inner.config.cycle);
+            let _ = tokio::time::timeout(wait, changed.changed()).await;
+        }
     }
 }
 
@@ -711,14 +904,19 @@ impl Inner {
             .filter(|e| e.generation == generation)?;
         let dependencies_settled = entry.service.depends_on.iter().all(|dependency| {
             registry.entries.get(dependency).is_none_or(|d| {
-                d.request != Some(Request::Start) && d.state != ServiceState::Starting
+                d.request.is_none()
+                    && !d.is_restart_pending
+                    && !matches!(d.state, ServiceState::Starting | ServiceState::Stopping)
             })
         });
         let dependants_settled = registry
             .entries
             .values()
             .filter(|e| e.service.depends_on.iter().any(|d| d == name))
-            .all(|e| e.request != Some(Request::Stop) && e.state != ServiceState::Stopping);
+            .all(|e| {
+                !matches!(e.request, Some(Request::Stop | Request::Restart))
+                    && e.state != ServiceState::Stopping
+            });
         Some(View {
             service: Arc::clone(&entry.service),
             request: entry.request,
@@ -728,23 +926,74 @@ impl Inner {
         })
     }
 
-    /// Changes the entry of `name` (at `generation`) and tells whoever waits on changes.
+    /// Whether the task of `name` (at `generation`) has a request waiting.
+    fn has_request(&self, name: &str, generation: u64) -> bool {
+        self.lock()
+            .entries
+            .get(name)
+            .is_some_and(|e| e.generation == generation && e.request.is_some())
+    }
+
+    /// Changes the entry of `name` (at `generation`) and tells whoever waits on changes: when its
+    /// state changed, the tasks with a request waiting (which may wait for this service).
     fn update(&self, name: &str, generation: u64, change: impl FnOnce(&mut Entry)) {
         let mut registry = self.lock();
-        if let Some(entry) = registry
+        let Some(entry) = registry
+            .entries
+            .get_mut(name)
+            .filter(|e| e.generation == generation)
+        else {
+            return;
+        };
+        let before = (entry.state, entry.request, entry.is_restart_pending);
+        change(entry);
+        if (entry.state, entry.request, entry.is_restart_pending) != before {
+            registry.notify_waiting();
+        }
+        drop(registry);
+        self.changed();
+    }
+
+    /// Records what the watcher should check for the task of `name`.
+    fn set_watch(&self, name: &str, generation: u64, watch: Watch) {
+        if let Some(entry) = self
+            .lock()
             .entries
             .get_mut(name)
             .filter(|e| e.generation == generation)
         {
-            change(entry);
-            drop(registry);
-            self.changed();
+            entry.watch = watch;
         }
     }
 
-    /// Takes `request` off the entry if it is still there. Taking a stop marks the service
-    /// stopping in the same critical section, so that nobody waiting for it (its dependencies,
-    /// [`Supervisor::stop_all`]) sees it settled before its stop program has run.
+    /// Records the death of `name`'s process: failing, and unless `restarts` is false (passive
+    /// mode) a restart is due, and the watched services that depend on it are stopped
+    /// to be started again after it (monit's `do_restart`). One critical section, so that no
+    /// dependant starts again before the restart is marked pending.
+    fn record_death(&self, name: &str, generation: u64, restarts: bool) {
+        let mut registry = self.lock();
+        let Some(entry) = registry
+            .entries
+            .get_mut(name)
+            .filter(|e| e.generation == generation)
+        else {
+            return;
+        };
+        entry.state = ServiceState::Failing;
+        entry.pid = None;
+        entry.failure = Some(Failure::DoesNotExist);
+        entry.is_restart_pending = restarts;
+        if restarts {
+            registry.bounce_dependants(name);
+        }
+        registry.notify_waiting();
+        drop(registry);
+        self.changed();
+    }
+
+    /// Takes `request` off the entry if it is still there. Taking a stop (or restart) marks the
+    /// service stopping in the same critical section, so that nobody waiting for it (its
+    /// dependencies, [`Supervisor::stop_all`]) sees it settled before its stop program has run.
     fn take_request(&self, name: &str, generation: u64, request: Request) -> bool {
         let mut registry = self.lock();
         let Some(entry) = registry
@@ -755,9 +1004,10 @@ impl Inner {
             return false;
         };
         entry.request = None;
-        if request == Request::Stop {
+        if matches!(request, Request::Stop | Request::Restart) {
             entry.state = ServiceState::Stopping;
         }
+        registry.notify_waiting();
         drop(registry);
         self.changed();
         true
@@ -792,145 +1042,26 @@ impl Inner {
         service::output_file(self.config.output_dir.as_deref(), service)
     }
 
-    /// Logs, once each, what the monit files say that the supervisor does not honour.
+    /// Logs, once each, what the monit files say that the supervisor does not honour, and keeps the
+    /// list for [`Supervisor::not_honoured`].
     fn report_unsupported(&self, jobs: &[(String, MonitFile)]) {
+        let list = registry::not_honoured(jobs);
         let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
-        for (job, file) in jobs {
-            for unsupported in &file.unsupported {
-                if reported.insert(format!("{job}\0{unsupported}")) {
-                    tracing::warn!(job = %job, statement = %unsupported, "monit statement not honoured");
-                }
-            }
-            for service in file.services.iter().filter(|s| s.kind == Kind::Process) {
-                for test in &service.tests {
-                    let is_honoured = matches!(test.condition, Condition::DoesNotExist)
-                        && matches!(test.action, crate::monit::Action::Restart)
-                        && test.rate.is_none();
-                    if !is_honoured
-                        && reported.insert(format!("{job}\0{}\0{}", service.name, test.line))
-                    {
-                        tracing::warn!(job = %job, service = %service.name, line = test.line, condition = ?test.condition, action = ?test.action, "monit test not honoured");
-                    }
-                }
-                if let Some(every) = service.every_cycles {
-                    if reported.insert(format!("{job}\0{}\0every", service.name)) {
-                        tracing::warn!(job = %job, service = %service.name, every, "monit 'every <n> cycles' not honoured: checked every cycle");
-                    }
-                }
+        for item in &list {
+            let key = format!(
+                "{}\0{}\0{}\0{}",
+                item.job,
+                item.service.as_deref().unwrap_or_default(),
+                item.line,
+                item.what
+            );
+            if reported.insert(key) {
+                tracing::warn!(job = %item.job, service = item.service.as_deref().unwrap_or_default(), line = item.line, what = %item.what, "monit statement not honoured");
             }
         }
+        drop(reported);
+        *self.not_honoured.lock().unwrap_or_else(|e| e.into_inner()) = list;
     }
-}
-
-impl Registry {
-    /// The managed group's entries, in load order.
-    fn group_entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.order
-            .iter()
-            .filter_map(|name| Some((name, self.entries.get(name)?)))
-            .filter(|(_, entry)| entry.is_in_group)
-    }
-
-    /// `seeds` and the services they depend on, transitively; `mode manual` dependencies are left
-    /// out unless `includes_manual`.
-    fn dependencies_of(&self, seeds: Vec<&str>, includes_manual: bool) -> Vec<String> {
-        dependency::closure(seeds, |name| {
-            self.entries
-                .get(name)
-                .map(|entry| {
-                    entry
-                        .service
-                        .depends_on
-                        .iter()
-                        .filter_map(|d| self.entries.get_key_value(d.as_str()))
-                        .filter(|(_, d)| includes_manual || d.service.mode != Mode::Manual)
-                        .map(|(name, _)| name.as_str())
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-    }
-
-    /// `seeds` and the services that depend on them, transitively.
-    fn dependants_of(&self, seeds: Vec<&str>) -> Vec<String> {
-        dependency::closure(seeds, |name| {
-            self.entries
-                .iter()
-                .filter(|(_, entry)| entry.service.depends_on.iter().any(|d| d == name))
-                .map(|(dependant, _)| dependant.as_str())
-                .collect()
-        })
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-    }
-
-    /// Asks the tasks of `targets` to start their services.
-    fn request_start(&mut self, targets: &[String]) {
-        for name in targets {
-            if let Some(entry) = self.entries.get_mut(name) {
-                entry.request = Some(Request::Start);
-                entry.is_monitored = true;
-                entry.has_stop_failed = false;
-                if entry.state != ServiceState::Running {
-                    entry.state = ServiceState::Starting;
-                }
-                entry.notify.notify_one();
-            }
-        }
-    }
-}
-
-/// The process services of `jobs`, validated: names unique across jobs, every dependency defined,
-/// no dependency cycle.
-fn plan(jobs: &[(String, MonitFile)]) -> Result<Vec<Planned>> {
-    let mut defined: HashMap<&str, &str> = HashMap::new();
-    for (job, file) in jobs {
-        for service in &file.services {
-            if let Some(first_job) = defined.insert(service.name.as_str(), job.as_str()) {
-                return Err(Error::DuplicateService {
-                    service: service.name.clone(),
-                    first_job: first_job.to_owned(),
-                    second_job: job.clone(),
-                });
-            }
-        }
-    }
-    let mut edges: Vec<(&str, &[String])> = Vec::new();
-    for (job, file) in jobs {
-        for service in &file.services {
-            if let Some(dependency) = service
-                .depends_on
-                .iter()
-                .find(|d| !defined.contains_key(d.as_str()))
-            {
-                return Err(Error::UnknownDependency {
-                    job: job.clone(),
-                    service: service.name.clone(),
-                    dependency: dependency.clone(),
-                });
-            }
-            edges.push((service.name.as_str(), service.depends_on.as_slice()));
-        }
-    }
-    if let Some(cycle) = dependency::find_cycle(&edges) {
-        return Err(Error::DependencyCycle { cycle });
-    }
-    Ok(jobs
-        .iter()
-        .flat_map(|(job, file)| {
-            file.services
-                .iter()
-                .filter(|s| s.kind == Kind::Process && s.pidfile.is_some())
-                .map(move |service| Planned {
-                    job: job.clone(),
-                    service: service.clone(),
-                })
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@
 //!   shared by every CPU (monit divides by the number of CPUs), one decimal. The first sample counts
 //!   since the process started.
 //!
-//! Parsing is pure; [`ProcSnapshot::read`] does the IO, and a file that cannot be read counts as
+//! For monit's `System` service (`monit status`), the host's load averages, memory in use (total
+//! minus free, buffers and page cache, as monit 5.2.5 counts it on Linux), swap and CPU shares.
+//!
+//! Parsing is pure; [`ProcSnapshot::read`] and [`HostSample::read`] do the IO, and a file that cannot be read counts as
 //! zero, since processes come and go while the table is read.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,16 +48,56 @@ pub(crate) struct CpuSample {
 /// What a process and its descendants use.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Usage {
+    /// The parent's pid.
+    pub(crate) ppid: u32,
+    /// How many descendants the process has (monit's `children`).
+    pub(crate) children: usize,
     /// Seconds since the process started.
     pub(crate) uptime_secs: u64,
     /// Resident kilobytes of the tree.
     pub(crate) mem_kb: u64,
     /// The tree's share of the host's memory, in percent with one decimal.
     pub(crate) mem_percent: f64,
+    /// Resident kilobytes of the process alone.
+    pub(crate) own_mem_kb: u64,
+    /// The process's own share of the host's memory, in percent with one decimal.
+    pub(crate) own_mem_percent: f64,
     /// The tree's CPU time now.
     pub(crate) cpu: CpuSample,
+    /// The process's own CPU time now.
+    pub(crate) own_cpu: CpuSample,
     /// When the process started, in seconds of host uptime (the base of a first CPU sample).
     pub(crate) started_at_secs: f64,
+}
+
+/// The host's load, memory and CPU counters, for monit's `System` service.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct HostSample {
+    /// `/proc/loadavg`: the 1, 5 and 15 minute load averages.
+    pub(crate) load: [f64; 3],
+    /// Memory in use, in kB, as monit counts it: total minus free, buffers and page cache.
+    pub(crate) mem_used_kb: u64,
+    /// `MemTotal`, in kB.
+    pub(crate) mem_total_kb: u64,
+    /// Swap in use, in kB.
+    pub(crate) swap_used_kb: u64,
+    /// `SwapTotal`, in kB.
+    pub(crate) swap_total_kb: u64,
+    /// The aggregate `cpu` line of `/proc/stat`.
+    pub(crate) cpu: CpuTimes,
+}
+
+/// The aggregate CPU times of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CpuTimes {
+    /// `user` plus `nice`.
+    pub(crate) user: u64,
+    /// `system` plus `irq` plus `softirq`.
+    pub(crate) system: u64,
+    /// `iowait`.
+    pub(crate) wait: u64,
+    /// Every column.
+    pub(crate) total: u64,
 }
 
 /// The host's process table at one moment.
@@ -97,6 +140,64 @@ pub(crate) fn parse_uptime_secs(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// The aggregate `cpu` line of `/proc/stat`.
+pub(crate) fn parse_cpu_times(stat: &str) -> CpuTimes {
+    let Some(line) = stat
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("cpu"))
+    else {
+        return CpuTimes::default();
+    };
+    let columns: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|column| column.parse().unwrap_or(0))
+        .collect();
+    let column = |n: usize| columns.get(n).copied().unwrap_or(0);
+    CpuTimes {
+        user: column(0) + column(1),
+        system: column(2) + column(5) + column(6),
+        wait: column(4),
+        total: columns.iter().sum(),
+    }
+}
+
+/// The host's figures from `/proc/loadavg`, `/proc/meminfo` and `/proc/stat`.
+pub(crate) fn parse_host_sample(loadavg: &str, meminfo: &str, stat: &str) -> HostSample {
+    let mut load = [0.0; 3];
+    for (slot, figure) in load.iter_mut().zip(loadavg.split_whitespace()) {
+        *slot = figure.parse().unwrap_or(0.0);
+    }
+    let field = |key: &str| kb_field(meminfo, key).unwrap_or(0);
+    let mem_total_kb = field("MemTotal:");
+    let unused = field("MemFree:") + field("Buffers:") + field("Cached:");
+    let swap_total_kb = field("SwapTotal:");
+    HostSample {
+        load,
+        mem_used_kb: mem_total_kb.saturating_sub(unused),
+        mem_total_kb,
+        swap_used_kb: swap_total_kb.saturating_sub(field("SwapFree:")),
+        swap_total_kb,
+        cpu: parse_cpu_times(stat),
+    }
+}
+
+/// The shares of user, system and wait time between two samples of `/proc/stat`, in percent with
+/// one decimal.
+pub(crate) fn cpu_shares(now: CpuTimes, before: CpuTimes) -> (f64, f64, f64) {
+    let total = now.total.saturating_sub(before.total);
+    if total == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let share =
+        |now: u64, before: u64| round1(now.saturating_sub(before) as f64 / total as f64 * 100.0);
+    (
+        share(now.user, before.user),
+        share(now.system, before.system),
+        share(now.wait, before.wait),
+    )
+}
+
 /// The number of `cpuN` lines in `/proc/stat` (at least 1).
 pub(crate) fn count_cpus(stat: &str) -> usize {
     stat.lines()
@@ -126,6 +227,14 @@ pub(crate) fn mem_percent(part_kb: u64, total_kb: u64) -> f64 {
         return 0.0;
     }
     round1(part_kb as f64 / total_kb as f64 * 100.0)
+}
+
+impl HostSample {
+    /// Reads the host's figures. Blocking.
+    pub(crate) fn read(host: &HostPaths) -> HostSample {
+        let read = |name: &str| std::fs::read_to_string(host.proc(name)).unwrap_or_default();
+        parse_host_sample(&read("loadavg"), &read("meminfo"), &read("stat"))
+    }
 }
 
 impl ProcSnapshot {
@@ -167,13 +276,17 @@ impl ProcSnapshot {
     pub(crate) fn usage(&self, host: &HostPaths, pid: u32) -> Option<Usage> {
         let stat = self.stats.get(&pid)?;
         let tree = self.tree(pid);
-        let mem_kb: u64 = tree
-            .iter()
-            .filter_map(|pid| {
-                let status = std::fs::read_to_string(host.proc(&format!("{pid}/status"))).ok()?;
-                parse_vm_rss_kb(&status)
-            })
-            .sum();
+        let rss_kb = |pid: u32| {
+            let status = std::fs::read_to_string(host.proc(&format!("{pid}/status"))).ok()?;
+            parse_vm_rss_kb(&status)
+        };
+        let own_mem_kb = rss_kb(pid).unwrap_or(0);
+        let mem_kb: u64 = own_mem_kb
+            + tree
+                .iter()
+                .filter(|member| **member != pid)
+                .filter_map(|member| rss_kb(*member))
+                .sum::<u64>();
         let ticks: u64 = tree
             .iter()
             .filter_map(|pid| self.stats.get(pid))
@@ -181,11 +294,19 @@ impl ProcSnapshot {
             .sum();
         let started_at_secs = stat.start_ticks as f64 / CLOCK_TICKS_PER_SEC as f64;
         Some(Usage {
+            ppid: stat.ppid,
+            children: tree.len().saturating_sub(1),
             uptime_secs: (self.uptime_secs - started_at_secs).max(0.0) as u64,
             mem_kb,
             mem_percent: mem_percent(mem_kb, self.mem_total_kb),
+            own_mem_kb,
+            own_mem_percent: mem_percent(own_mem_kb, self.mem_total_kb),
             cpu: CpuSample {
                 ticks,
+                at_secs: self.uptime_secs,
+            },
+            own_cpu: CpuSample {
+                ticks: stat.cpu_ticks,
                 at_secs: self.uptime_secs,
             },
             started_at_secs,
@@ -329,11 +450,52 @@ mod tests {
         assert_eq!(usage.cpu.ticks, 100 + 50 + 5);
         assert_eq!(usage.started_at_secs, 900.0);
         assert_eq!(
+            (
+                usage.ppid,
+                usage.children,
+                usage.own_mem_kb,
+                usage.own_cpu.ticks
+            ),
+            (1, 2, 100, 100)
+        );
+        assert_eq!(usage.own_mem_percent, 1.0);
+        assert_eq!(
             snapshot.usage(&host, 12).unwrap().mem_kb,
             300,
             "a leaf counts alone"
         );
         assert_eq!(snapshot.usage(&host, 99), None);
+    }
+
+    #[test]
+    fn host_figures_count_memory_as_monit_does() {
+        let sample = parse_host_sample(
+            "0.50 0.25 0.10 1/100 4242\n",
+            "MemTotal: 1000 kB\nMemFree: 300 kB\nBuffers: 100 kB\nCached: 200 kB\n\
+             SwapTotal: 500 kB\nSwapFree: 400 kB\n",
+            "cpu  10 5 20 100 4 1 0 0 0 0\ncpu0 10 5 20 100 4 1 0 0 0 0\n",
+        );
+        assert_eq!(sample.load, [0.5, 0.25, 0.1]);
+        assert_eq!((sample.mem_used_kb, sample.mem_total_kb), (400, 1000));
+        assert_eq!((sample.swap_used_kb, sample.swap_total_kb), (100, 500));
+        assert_eq!(
+            sample.cpu,
+            CpuTimes {
+                user: 15,
+                system: 21,
+                wait: 4,
+                total: 140
+            }
+        );
+        let later = CpuTimes {
+            user: 45,
+            system: 31,
+            wait: 14,
+            total: 240,
+        };
+        assert_eq!(cpu_shares(later, sample.cpu), (30.0, 10.0, 10.0));
+        assert_eq!(cpu_shares(sample.cpu, sample.cpu), (0.0, 0.0, 0.0));
+        assert_eq!(parse_host_sample("", "", ""), HostSample::default());
     }
 
     #[test]

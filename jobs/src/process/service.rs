@@ -1,26 +1,30 @@
-//! One supervised service: the task that watches its pidfile and runs its programs, independently
+//! One supervised service: the task that runs its programs and follows its process, independently
 //! of every other service.
 //!
 //! Monit 5.2.5 checks services one after another in a single thread, and runs a start program and
 //! then *waits* for the process to appear (`src/control.c`, `wait_start`, up to the program's
 //! timeout) before it checks the next service: one broken job held every other check for 30 s (see
 //! `reference/peers.md` §3.4). Here each service has its own tokio task and its state machine never
-//! blocks: a start is a phase ([`Phase::Starting`]) that later cycles resolve, and every file read,
-//! `kill(2)` and spawn runs in `spawn_blocking`.
+//! blocks: a start is a phase ([`Phase::Starting`]) that later rounds resolve, and every file read,
+//! `kill(2)` and spawn runs in `spawn_blocking`. A task sleeps until something concerns it: a
+//! request, the watcher (`watch.rs`) seeing its process die, change or come back, a start or stop
+//! in progress (checked every 100 ms), a restart's back-off running out.
 //!
 //! What the task does follows monit's `validate.c` (`check_process`) and `control.c`:
 //!
 //! * a watched process is alive when its pidfile names a live pid; otherwise the event is
 //!   `does not exist` and the action `restart` (monit's default), unless the mode is passive;
-//! * a restart runs the `restart program` if there is one, else the `start program` (the process is
-//!   already gone, so monit's stop half does nothing); unlike monit, consecutive restarts back off
-//!   exponentially ([`backoff`]), and the streak resets once the process has run for the longest
-//!   back-off;
+//! * a restart after a death first stops the watched services that depend on this one, then runs
+//!   the `restart program` if there is one, else the `start program` (the process is already gone,
+//!   so monit's stop half does nothing); unlike monit, consecutive restarts back off exponentially
+//!   ([`backoff`]), and the streak resets once the process has run for the longest back-off;
 //! * a start whose pidfile shows no live process within the program's `with timeout` (30 s by
 //!   default) is `execution failed`, and the service is failing until a retry brings it up;
-//! * a stop runs the `stop program` and waits, within its timeout, for the process to go;
-//! * `depends on`: a start waits until the services it depends on are no longer starting, a stop
-//!   waits until the services that depend on it are stopped (`do_start`/`do_stop` in monit).
+//! * a stop runs the `stop program` and waits, within its timeout, for the process to go; a
+//!   requested restart is a stop followed by a start;
+//! * `depends on`: a start waits until the services it depends on are settled (none is starting,
+//!   stopping, about to be restarted or has a request waiting); a stop waits until the services
+//!   that depend on it are stopped (`do_start`/`do_stop`/`do_depend` in monit).
 //!
 //! Programs run as monit runs them: argv as monit split it, no shell, in the root directory, with
 //! monit's `PATH=/bin:/usr/bin:/sbin:/usr/sbin` and its `MONIT_*` variables instead of the agent's
@@ -35,7 +39,9 @@ use tokio::sync::Notify;
 
 use crate::monit::{Mode, Program, Service};
 use crate::process::event::{self, Action, Event};
-use crate::process::{Inner, Request, ServiceState, View, pidfile};
+use crate::process::pidfile::{self, Probe};
+use crate::process::watch::Watch;
+use crate::process::{Failure, Inner, Request, ServiceState, View};
 
 /// The `PATH` monit gives the programs it runs.
 pub(crate) const MONIT_PATH: &str = "/bin:/usr/bin:/sbin:/usr/sbin";
@@ -45,7 +51,7 @@ pub(crate) const MONIT_PATH: &str = "/bin:/usr/bin:/sbin:/usr/sbin";
 const ACTION_POLL: Duration = Duration::from_millis(100);
 
 /// Which program a service runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Purpose {
     /// `start program`, asked for.
     Start,
@@ -53,6 +59,13 @@ pub(crate) enum Purpose {
     Restart,
     /// `stop program`.
     Stop,
+    /// The program of an `exec` action, for `event` (monit's name) described by `description`.
+    Exec {
+        /// The event, as monit names it (`Resource limit matched`).
+        event: &'static str,
+        /// Monit's description of it.
+        description: String,
+    },
 }
 
 /// The delay before restart number `streak` (1 for the first): none for the first, as monit restarts
@@ -70,7 +83,7 @@ pub(crate) fn backoff(streak: u32, initial: Duration, max: Duration) -> Duration
 pub(crate) fn program_cmd(
     service: &str,
     program: &Program,
-    purpose: Purpose,
+    purpose: &Purpose,
     pid: Option<u32>,
     hostname: Option<&str>,
     root: &Path,
@@ -81,6 +94,7 @@ pub(crate) fn program_cmd(
         Purpose::Start => ("Started", "Started"),
         Purpose::Stop => ("Stopped", "Stopped"),
         Purpose::Restart => ("Does not exist", "process is not running"),
+        Purpose::Exec { event, description } => (*event, description.as_str()),
     };
     let mut cmd = Cmd::new(path)
         .args(args)
@@ -97,6 +111,44 @@ pub(crate) fn program_cmd(
     Some(cmd)
 }
 
+/// Spawns `program` of `service` detached, as monit would run it, through the supervisor's
+/// spawner, its output in the service's log. Blocking.
+pub(crate) fn spawn_program(
+    inner: &Inner,
+    service: &str,
+    program: &Program,
+    purpose: &Purpose,
+    pid: Option<u32>,
+) -> Result<(), String> {
+    let hostname = std::fs::read_to_string(inner.host.proc("sys/kernel/hostname"))
+        .ok()
+        .map(|name| name.trim().to_owned());
+    let cmd = program_cmd(
+        service,
+        program,
+        purpose,
+        pid,
+        hostname.as_deref(),
+        inner.host.root(),
+        SystemTime::now(),
+    )
+    .ok_or_else(|| "the program is empty".to_owned())?;
+    let log = inner.output_file(service);
+    let options = SpawnOptions {
+        user: program.uid.clone(),
+        group: program.gid.clone(),
+        stdout: log.clone(),
+        stderr: log,
+        clears_env: true,
+    };
+    tracing::debug!(service = %service, command = %cmd, purpose = ?purpose, "running program");
+    inner
+        .spawner
+        .spawn(&cmd, &options)
+        .map(|_| ())
+        .map_err(|error| error_chain(&error))
+}
+
 /// Runs the service `name` until it is replaced or the supervisor goes away.
 pub(crate) async fn run(inner: Arc<Inner>, name: String, generation: u64, notify: Arc<Notify>) {
     let mut machine = Machine {
@@ -107,10 +159,18 @@ pub(crate) async fn run(inner: Arc<Inner>, name: String, generation: u64, notify
         streak: 0,
         is_failed: false,
         has_exec_alerted: false,
+        restarts_after_stop: false,
+        watch: Watch::Nothing,
     };
     while let Some(wait) = machine.step().await {
-        // A request (start, stop, unmonitor) wakes the task at once; otherwise it checks each cycle.
-        let _ = tokio::time::timeout(wait, notify.notified()).await;
+        // A request, the watcher or a neighbour's change wakes the task at once; otherwise it sleeps
+        // as long as its phase allows, or until woken.
+        match wait {
+            Some(wait) => {
+                let _ = tokio::time::timeout(wait, notify.notified()).await;
+            }
+            None => notify.notified().await,
+        }
     }
 }
 
@@ -131,17 +191,6 @@ enum Phase {
     Stopping { deadline: Instant },
 }
 
-/// What a check of the pidfile found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    /// No pidfile, or no pid in it.
-    Missing,
-    /// The pidfile names a dead process.
-    Dead,
-    /// The pidfile names this live process.
-    Alive(u32),
-}
-
 #[derive(Debug)]
 struct Machine {
     inner: Arc<Inner>,
@@ -154,42 +203,60 @@ struct Machine {
     is_failed: bool,
     /// `execution failed` was alerted for the current failure streak.
     has_exec_alerted: bool,
+    /// The stop in progress is the first half of a restart.
+    restarts_after_stop: bool,
+    /// What the watcher was last told to check.
+    watch: Watch,
 }
 
 impl Machine {
-    /// One round: adopt, take a request, advance the phase. `None` when the service is gone.
-    async fn step(&mut self) -> Option<Duration> {
+    /// One round: adopt, take a request, advance the phase. `None` when the service is gone;
+    /// otherwise how long to sleep at most (`Some(None)`: until woken).
+    async fn step(&mut self) -> Option<Option<Duration>> {
         let view = self.inner.view(&self.name, self.generation)?;
         if self.phase == Phase::Initializing {
             self.initialize(&view).await;
         }
-        let is_stop_due = view.request == Some(Request::Stop) && view.dependants_settled;
-        let is_start_due = view.request == Some(Request::Start)
-            && view.dependencies_settled
-            && !matches!(self.phase, Phase::Stopping { .. });
-        // The request is taken (consumed) even when the phase makes it moot: a stop while stopping,
+        let is_stopping = matches!(self.phase, Phase::Stopping { .. });
+        let due = match view.request {
+            Some(request @ (Request::Stop | Request::Restart)) if view.dependants_settled => {
+                Some(request)
+            }
+            Some(Request::Start) if view.dependencies_settled && !is_stopping => {
+                Some(Request::Start)
+            }
+            Some(Request::Monitor) => Some(Request::Monitor),
+            _ => None,
+        };
+        // A request is taken (consumed) even when the phase makes it moot: a stop while stopping,
         // a start while starting.
-        if is_stop_due
+        if let Some(request) = due
             && self
                 .inner
-                .take_request(&self.name, self.generation, Request::Stop)
-            && !matches!(self.phase, Phase::Stopping { .. })
+                .take_request(&self.name, self.generation, request)
         {
-            self.begin_stop(&view.service).await;
-        } else if is_start_due
-            && self
-                .inner
-                .take_request(&self.name, self.generation, Request::Start)
-            && !matches!(self.phase, Phase::Starting { .. })
-        {
-            self.begin_start(&view.service).await;
+            match request {
+                Request::Stop | Request::Restart => {
+                    self.restarts_after_stop = request == Request::Restart;
+                    if !is_stopping {
+                        self.begin_stop(&view.service).await;
+                    }
+                }
+                Request::Start => {
+                    if !matches!(self.phase, Phase::Starting { .. }) {
+                        self.begin_start(&view.service).await;
+                    }
+                }
+                Request::Monitor => self.begin_monitor(&view.service).await,
+            }
         }
         let now = self.inner.view(&self.name, self.generation)?;
-        if !now.is_monitored && now.request == Some(Request::Stop) {
-            // Waiting for dependants to stop first: neither restart nor give up the process.
-            return Some(self.next_wait());
+        let is_waiting_to_stop = matches!(now.request, Some(Request::Stop | Request::Restart));
+        // Waiting for dependants to stop first: neither restart nor give up the process.
+        if !is_waiting_to_stop || now.is_monitored {
+            self.advance(&now).await;
         }
-        self.advance(&view.service, now.is_monitored).await;
+        self.sync_watch();
         Some(self.next_wait())
     }
 
@@ -229,17 +296,33 @@ impl Machine {
         }
     }
 
+    /// Watching again was asked for: adopt a live process; a missing one does not exist, and is
+    /// restarted as monit's next cycle would.
+    async fn begin_monitor(&mut self, service: &Service) {
+        if !matches!(self.phase, Phase::Idle | Phase::Down { .. }) {
+            return;
+        }
+        match self.probe(service).await {
+            Probe::Alive(pid) => self.became_running(pid),
+            Probe::Missing | Probe::Dead => self.died(service, None),
+        }
+    }
+
     /// Runs the start (or restart) program and waits for the process in [`Phase::Starting`].
     async fn launch(&mut self, service: &Service, purpose: Purpose) {
         let program = match purpose {
             Purpose::Restart => service.restart.as_ref().or(service.start.as_ref()),
-            Purpose::Start | Purpose::Stop => service.start.as_ref(),
+            _ => service.start.as_ref(),
         };
         let Some(program) = program else {
             tracing::warn!(service = %self.name, "service has no start program");
             self.start_failed();
             return;
         };
+        if purpose == Purpose::Restart {
+            // Monit counts the starts its own events make towards the restart limits.
+            self.update(|entry| entry.checks.count_start());
+        }
         let timeout = program
             .timeout_secs
             .map_or(self.inner.config.start_timeout, Duration::from_secs);
@@ -248,7 +331,10 @@ impl Machine {
                 self.phase = Phase::Starting {
                     deadline: Instant::now() + timeout,
                 };
-                self.update(|entry| entry.state = ServiceState::Starting);
+                self.update(|entry| {
+                    entry.state = ServiceState::Starting;
+                    entry.is_restart_pending = false;
+                });
             }
             Err(error) => {
                 tracing::warn!(service = %self.name, error = %error, "start program failed");
@@ -257,7 +343,8 @@ impl Machine {
         }
     }
 
-    /// A stop was asked for: run the stop program if the process is up.
+    /// A stop (or the stop half of a restart) was asked for: run the stop program if the process
+    /// is up.
     async fn begin_stop(&mut self, service: &Service) {
         let probe = self.probe(service).await;
         let pid = match probe {
@@ -271,6 +358,15 @@ impl Machine {
             return;
         }
         let Some(program) = service.stop.as_ref() else {
+            if self.restarts_after_stop {
+                // Monit refuses a restart without a stop program and keeps watching.
+                tracing::warn!(service = %self.name, "service has no stop program: it cannot be restarted");
+                self.restarts_after_stop = false;
+                if let Some(pid) = pid {
+                    self.became_running(pid);
+                }
+                return;
+            }
             // Monit only unmonitors a service without a stop program (`do_stop`).
             tracing::warn!(service = %self.name, "service has no stop program: its process is left running");
             self.stopped();
@@ -294,15 +390,19 @@ impl Machine {
     }
 
     /// Checks the process and moves the phase on.
-    async fn advance(&mut self, service: &Service, is_monitored: bool) {
+    async fn advance(&mut self, view: &View) {
+        let service = &view.service;
         let now = Instant::now();
         match self.phase {
             Phase::Initializing | Phase::Idle => {}
             Phase::Starting { .. } | Phase::Running { .. } | Phase::Down { .. }
-                if !is_monitored =>
+                if !view.is_monitored =>
             {
                 self.phase = Phase::Idle;
-                self.update(|entry| entry.state = ServiceState::Unmonitored);
+                self.update(|entry| {
+                    entry.state = ServiceState::Unmonitored;
+                    entry.is_restart_pending = false;
+                });
             }
             Phase::Starting { deadline } => match self.probe(service).await {
                 Probe::Alive(pid) => self.became_running(pid),
@@ -313,11 +413,7 @@ impl Machine {
                 _ => {}
             },
             Phase::Running { pid, since } => match self.probe(service).await {
-                Probe::Alive(current) if current == pid => {
-                    if since.elapsed() >= self.inner.config.restart_backoff_max {
-                        self.streak = 0;
-                    }
-                }
+                Probe::Alive(current) if current == pid => {}
                 Probe::Alive(current) => {
                     tracing::info!(service = %self.name, pid = current, previous_pid = pid, "process pid changed");
                     self.alert(
@@ -331,11 +427,17 @@ impl Machine {
                     };
                     self.update(|entry| entry.pid = Some(current));
                 }
-                Probe::Missing | Probe::Dead => self.died(service, pid),
+                Probe::Missing | Probe::Dead => {
+                    if since.elapsed() >= self.inner.config.restart_backoff_max {
+                        // It ran steadily: this death starts a new streak.
+                        self.streak = 0;
+                    }
+                    self.died(service, Some(pid));
+                }
             },
             Phase::Down { retry_at } => match self.probe(service).await {
                 Probe::Alive(pid) => self.became_running(pid),
-                _ if retry_at.is_some_and(|at| now >= at) => {
+                _ if retry_at.is_some_and(|at| now >= at) && view.dependants_settled => {
                     self.launch(service, Purpose::Restart).await;
                 }
                 _ => {}
@@ -369,10 +471,15 @@ impl Machine {
         self.update(|entry| {
             entry.state = ServiceState::Running;
             entry.pid = Some(pid);
+            entry.is_monitored = true;
+            entry.failure = None;
+            entry.is_restart_pending = false;
         });
     }
 
-    fn died(&mut self, service: &Service, pid: u32) {
+    /// The process (`pid`, if it was known) is gone: alert, and unless passive, restart it after
+    /// its dependants stopped.
+    fn died(&mut self, service: &Service, pid: Option<u32>) {
         self.streak = self.streak.saturating_add(1);
         self.is_failed = true;
         self.has_exec_alerted = false;
@@ -389,10 +496,8 @@ impl Machine {
             "process is not running".to_owned(),
         );
         self.phase = Phase::Down { retry_at };
-        self.update(|entry| {
-            entry.state = ServiceState::Failing;
-            entry.pid = None;
-        });
+        self.inner
+            .record_death(&self.name, self.generation, !is_passive);
     }
 
     fn start_failed(&mut self) {
@@ -412,16 +517,27 @@ impl Machine {
         self.update(|entry| {
             entry.state = ServiceState::Failing;
             entry.pid = None;
+            entry.failure = Some(Failure::ExecutionFailed);
+            entry.is_restart_pending = false;
         });
     }
 
+    /// The process is gone after a stop; the second half of a restart starts it again.
     fn stopped(&mut self) {
         self.phase = Phase::Idle;
         self.is_failed = false;
         self.streak = 0;
+        let restarts = std::mem::take(&mut self.restarts_after_stop);
         self.update(|entry| {
-            entry.state = ServiceState::Stopped;
             entry.pid = None;
+            entry.failure = None;
+            if restarts {
+                entry.state = ServiceState::Starting;
+                entry.request = Some(Request::Start);
+                entry.is_monitored = true;
+            } else {
+                entry.state = ServiceState::Stopped;
+            }
         });
     }
 
@@ -431,9 +547,11 @@ impl Machine {
             Action::Alert,
             "failed to stop".to_owned(),
         );
+        self.restarts_after_stop = false;
         self.phase = Phase::Idle;
         self.update(|entry| {
             entry.state = ServiceState::Unmonitored;
+            entry.is_monitored = false;
             entry.has_stop_failed = true;
         });
     }
@@ -447,15 +565,32 @@ impl Machine {
         )
     }
 
-    /// How long to wait before the next round, unless a request comes first.
-    fn next_wait(&self) -> Duration {
+    /// Tells the watcher what to check for this service: the running pid, or whether a gone process
+    /// comes back.
+    fn sync_watch(&mut self) {
+        let watch = match self.phase {
+            Phase::Running { pid, .. } => Watch::Alive(pid),
+            Phase::Down { .. } => Watch::Appear,
+            _ => Watch::Nothing,
+        };
+        if watch != self.watch {
+            self.watch = watch;
+            self.inner.set_watch(&self.name, self.generation, watch);
+        }
+    }
+
+    /// How long to sleep before the next round, unless woken first; `None` to sleep until woken.
+    fn next_wait(&self) -> Option<Duration> {
         let cycle = self.inner.config.cycle;
         match self.phase {
-            Phase::Starting { .. } | Phase::Stopping { .. } => cycle.min(ACTION_POLL),
+            Phase::Starting { .. } | Phase::Stopping { .. } => Some(cycle.min(ACTION_POLL)),
             Phase::Down { retry_at: Some(at) } => {
-                cycle.min(at.saturating_duration_since(Instant::now()))
+                Some(cycle.min(at.saturating_duration_since(Instant::now())))
             }
-            _ => cycle,
+            // A request waiting for a neighbour is woken by the neighbour's change; the cycle is a
+            // backstop.
+            _ if self.inner.has_request(&self.name, self.generation) => Some(cycle),
+            _ => None,
         }
     }
 
@@ -479,13 +614,9 @@ impl Machine {
             return Probe::Missing;
         };
         let spawner = Arc::clone(&self.inner.spawner);
-        tokio::task::spawn_blocking(move || match pidfile::read(&path) {
-            None => Probe::Missing,
-            Some(pid) if spawner.is_alive(pid) => Probe::Alive(pid),
-            Some(_) => Probe::Dead,
-        })
-        .await
-        .unwrap_or(Probe::Missing)
+        tokio::task::spawn_blocking(move || pidfile::probe(&path, spawner.as_ref()))
+            .await
+            .unwrap_or(Probe::Missing)
     }
 
     /// Spawns `program` detached, as monit would run it.
@@ -498,37 +629,9 @@ impl Machine {
         let inner = Arc::clone(&self.inner);
         let name = self.name.clone();
         let program = program.clone();
-        tokio::task::spawn_blocking(move || {
-            let hostname = std::fs::read_to_string(inner.host.proc("sys/kernel/hostname"))
-                .ok()
-                .map(|name| name.trim().to_owned());
-            let cmd = program_cmd(
-                &name,
-                &program,
-                purpose,
-                pid,
-                hostname.as_deref(),
-                inner.host.root(),
-                SystemTime::now(),
-            )
-            .ok_or_else(|| "the program is empty".to_owned())?;
-            let log = inner.output_file(&name);
-            let options = SpawnOptions {
-                user: program.uid.clone(),
-                group: program.gid.clone(),
-                stdout: log.clone(),
-                stderr: log,
-                clears_env: true,
-            };
-            tracing::debug!(service = %name, command = %cmd, purpose = ?purpose, "running program");
-            inner
-                .spawner
-                .spawn(&cmd, &options)
-                .map(|_| ())
-                .map_err(|error| error_chain(&error))
-        })
-        .await
-        .map_err(|error| error.to_string())?
+        tokio::task::spawn_blocking(move || spawn_program(&inner, &name, &program, &purpose, pid))
+            .await
+            .map_err(|error| error.to_string())?
     }
 }
 
@@ -596,7 +699,7 @@ mod tests {
         let cmd = program_cmd(
             "web",
             &program,
-            Purpose::Start,
+            &Purpose::Start,
             None,
             Some("vm-1"),
             Path::new("/"),
@@ -628,7 +731,7 @@ mod tests {
         let stop = program_cmd(
             "web",
             &program,
-            Purpose::Stop,
+            &Purpose::Stop,
             Some(42),
             None,
             Path::new("/"),
@@ -642,6 +745,28 @@ mod tests {
         assert!(stop.env.contains(&("MONIT_EVENT".into(), "Stopped".into())));
         assert!(!stop.env.iter().any(|(k, _)| k == "MONIT_HOST"));
 
+        let exec = program_cmd(
+            "web",
+            &program,
+            &Purpose::Exec {
+                event: "Resource limit matched",
+                description: "cpu usage of 99.0% matches resource limit [cpu usage>90.0%]".into(),
+            },
+            Some(42),
+            None,
+            Path::new("/"),
+            now,
+        )
+        .unwrap();
+        assert!(
+            exec.env
+                .contains(&("MONIT_EVENT".into(), "Resource limit matched".into()))
+        );
+        assert!(exec.env.contains(&(
+            "MONIT_DESCRIPTION".into(),
+            "cpu usage of 99.0% matches resource limit [cpu usage>90.0%]".into()
+        )));
+
         let empty = Program {
             argv: Vec::new(),
             ..program
@@ -650,7 +775,7 @@ mod tests {
             program_cmd(
                 "web",
                 &empty,
-                Purpose::Start,
+                &Purpose::Start,
                 None,
                 None,
                 Path::new("/"),

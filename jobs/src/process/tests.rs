@@ -32,6 +32,7 @@ fn config() -> Config {
         stop_all_timeout: Duration::from_secs(10),
         restart_backoff_initial: Duration::from_millis(20),
         restart_backoff_max: Duration::from_millis(200),
+        poll_cycle: Duration::from_millis(30),
         ..Config::default()
     }
 }
@@ -125,6 +126,46 @@ impl Harness {
                     .into_owned()
             })
             .collect()
+    }
+
+    /// Every `/jobs/<program> <action> <pidfile>` spawn so far, as `<action> <service>`, in order.
+    fn history(&self) -> Vec<String> {
+        self.spawner
+            .spawned_argv()
+            .into_iter()
+            .filter(|argv| argv.len() >= 3)
+            .map(|argv| {
+                let service = Path::new(&argv[2])
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                format!("{} {service}", argv[1])
+            })
+            .collect()
+    }
+
+    /// Writes a fake `/proc` entry for `pid` (a child of `ppid`) using `rss_kb` of memory and `ticks`
+    /// of CPU, on a host with 100 MB of memory and one CPU.
+    fn write_proc(&self, pid: u32, ppid: u32, rss_kb: u64, ticks: u64) {
+        let host = HostPaths::with_root(self.root.path());
+        let write = |name: &str, text: String| {
+            let path = host.proc(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let mut fields = vec!["0".to_owned(); 50];
+        fields[0] = "S".into();
+        fields[1] = ppid.to_string();
+        fields[11] = ticks.to_string();
+        write(
+            &format!("{pid}/stat"),
+            format!("{pid} (job) {}", fields.join(" ")),
+        );
+        write(&format!("{pid}/status"), format!("VmRSS:\t{rss_kb} kB\n"));
+        write("uptime", "1000.00 0.00\n".into());
+        write("meminfo", "MemTotal: 100000 kB\n".into());
+        write("stat", "cpu 0\ncpu0 0\n".into());
     }
 
     async fn wait_for_state(&self, service: &str, state: ServiceState) {
@@ -345,13 +386,13 @@ async fn manual_services_are_started_only_by_name() {
     // Not watched is failing, as Go aggregates monit's `monitor == 0`.
     assert_eq!(harness.supervisor.job_state(false), JobState::Failing);
 
-    harness.supervisor.start("manual").unwrap();
+    harness.supervisor.start(&Target::parse("manual")).unwrap();
     harness
         .wait_for_state("manual", ServiceState::Running)
         .await;
     assert_eq!(harness.supervisor.job_state(false), JobState::Running);
     assert_eq!(
-        harness.supervisor.start("ghost"),
+        harness.supervisor.start(&Target::parse("ghost")),
         Err(Error::UnknownService("ghost".into()))
     );
 }
@@ -419,7 +460,7 @@ async fn unmonitor_stops_watching_without_stopping() {
     harness.supervisor.start_all().unwrap();
     harness.wait_for_state("web", ServiceState::Running).await;
     let pid = harness.pid("web").unwrap();
-    harness.supervisor.unmonitor().unwrap();
+    harness.supervisor.unmonitor_all().unwrap();
     harness
         .wait_for_state("web", ServiceState::Unmonitored)
         .await;
@@ -451,7 +492,7 @@ async fn stop_all_stops_dependants_first_and_waits_for_the_processes() {
         .load(&[("web", web), ("db", db), ("worker", worker)])
         .unwrap();
     harness.supervisor.start_all().unwrap();
-    harness.supervisor.start("worker").unwrap();
+    harness.supervisor.start(&Target::parse("worker")).unwrap();
     for service in ["web", "db", "worker"] {
         harness.wait_for_state(service, ServiceState::Running).await;
     }
@@ -743,4 +784,394 @@ async fn a_full_alert_channel_drops_alerts_instead_of_blocking() {
     }
     assert_eq!(alerts.recv().await.unwrap().event, "does not exist");
     assert!(supervisor.inner.dropped_alerts.load(Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test]
+async fn a_death_is_noticed_while_another_start_hangs() {
+    let mut harness = Harness::new(Config {
+        start_timeout: Duration::from_secs(60),
+        ..config()
+    });
+    let stuck = harness.check("stuck", "hang", "");
+    let web = harness.check("web", "ctl", "");
+    harness.load(&[("stuck", stuck), ("web", web)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let first = harness.pid("web").unwrap();
+    harness.spawner.mark_dead(first);
+    assert_eq!(harness.next_alert().await.event, "does not exist");
+    eventually("web's restart", || {
+        harness.pid("web").is_some_and(|pid| pid != first)
+    })
+    .await;
+    assert_eq!(harness.state("stuck"), Some(ServiceState::Starting));
+}
+
+#[tokio::test]
+async fn operator_operations_take_one_service_or_all() {
+    let harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "");
+    let db = harness.check("db", "ctl", "");
+    harness.load(&[("web", web), ("db", db)]).unwrap();
+    let (web, db, all) = (
+        Target::parse("web"),
+        Target::parse("db"),
+        Target::parse("all"),
+    );
+    assert_eq!(all, Target::All);
+
+    harness.supervisor.start(&web).unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    harness.cycles(3).await;
+    assert_eq!(harness.state("db"), Some(ServiceState::Unmonitored));
+
+    harness.supervisor.start(&all).unwrap();
+    harness.wait_for_state("db", ServiceState::Running).await;
+    let web_pid = harness.pid("web").unwrap();
+    assert_eq!(
+        harness.spawns("start"),
+        ["web", "db"],
+        "a running web is left alone"
+    );
+
+    // Stop waits until the process is gone, and leaves the others running.
+    harness.supervisor.stop(&web).await.unwrap();
+    assert_eq!(harness.state("web"), Some(ServiceState::Stopped));
+    assert!(!harness.spawner.is_alive(web_pid));
+    assert_eq!(harness.state("db"), Some(ServiceState::Running));
+
+    // Restart runs the stop program, then the start program.
+    let db_pid = harness.pid("db").unwrap();
+    harness.supervisor.restart(&db).unwrap();
+    eventually("db's new process", || {
+        harness.pid("db").is_some_and(|pid| pid != db_pid)
+    })
+    .await;
+    assert!(!harness.spawner.is_alive(db_pid));
+    assert_eq!(harness.history()[2..], ["stop web", "stop db", "start db"]);
+
+    // Unmonitor leaves the process running unwatched; monitor adopts it again.
+    let db_pid = harness.pid("db").unwrap();
+    harness.supervisor.unmonitor(&db).unwrap();
+    harness
+        .wait_for_state("db", ServiceState::Unmonitored)
+        .await;
+    assert!(harness.spawner.is_alive(db_pid));
+    harness.supervisor.monitor(&db).unwrap();
+    harness.wait_for_state("db", ServiceState::Running).await;
+    assert_eq!(harness.pid("db"), Some(db_pid));
+
+    // Restarting a stopped service starts it.
+    harness.supervisor.restart(&web).unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+
+    harness.supervisor.stop(&all).await.unwrap();
+    for service in ["web", "db"] {
+        assert_eq!(harness.state(service), Some(ServiceState::Stopped));
+    }
+
+    let ghost = Target::parse("ghost");
+    let unknown = Err(Error::UnknownService("ghost".into()));
+    assert_eq!(harness.supervisor.start(&ghost), unknown);
+    assert_eq!(harness.supervisor.stop(&ghost).await, unknown);
+    assert_eq!(harness.supervisor.restart(&ghost), unknown);
+    assert_eq!(harness.supervisor.monitor(&ghost), unknown);
+    assert_eq!(harness.supervisor.unmonitor(&ghost), unknown);
+    assert_eq!(
+        Error::UnknownService("ghost".into()).to_string(),
+        "service ghost is not supervised"
+    );
+}
+
+#[tokio::test]
+async fn monitor_restarts_a_service_whose_process_went_while_unwatched() {
+    let mut harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "");
+    harness.load(&[("web", web)]).unwrap();
+    let web = Target::parse("web");
+    harness.supervisor.start(&web).unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let first = harness.pid("web").unwrap();
+    harness.supervisor.unmonitor(&web).unwrap();
+    harness
+        .wait_for_state("web", ServiceState::Unmonitored)
+        .await;
+    harness.spawner.mark_dead(first);
+    harness.cycles(5).await;
+    assert_eq!(
+        harness.spawns("start"),
+        ["web"],
+        "not watched: not restarted"
+    );
+
+    harness.supervisor.monitor(&web).unwrap();
+    let alert = harness.next_alert().await;
+    assert_eq!(
+        (alert.event.as_str(), alert.action.as_str()),
+        ("does not exist", "restart")
+    );
+    eventually("a new process", || {
+        harness.pid("web").is_some_and(|pid| pid != first)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unmonitor_and_stop_take_the_dependants_along() {
+    let harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "depends on db");
+    let db = harness.check("db", "ctl", "");
+    harness.load(&[("web", web), ("db", db)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    harness.supervisor.unmonitor(&Target::parse("db")).unwrap();
+    harness
+        .wait_for_state("web", ServiceState::Unmonitored)
+        .await;
+    harness
+        .wait_for_state("db", ServiceState::Unmonitored)
+        .await;
+    // Monitoring web watches what it depends on too.
+    harness.supervisor.monitor(&Target::parse("web")).unwrap();
+    harness.wait_for_state("db", ServiceState::Running).await;
+    harness.wait_for_state("web", ServiceState::Running).await;
+    harness.supervisor.stop(&Target::parse("db")).await.unwrap();
+    assert_eq!(harness.history()[2..], ["stop web", "stop db"]);
+    assert_eq!(harness.state("web"), Some(ServiceState::Stopped));
+}
+
+#[tokio::test]
+async fn a_restart_stops_the_dependants_first_and_starts_them_after() {
+    let harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "depends on db");
+    let worker = harness.check("worker", "ctl", "depends on web");
+    let db = harness.check("db", "ctl", "");
+    harness
+        .load(&[("web", web), ("worker", worker), ("db", db)])
+        .unwrap();
+    harness.supervisor.start_all().unwrap();
+    for service in ["web", "worker", "db"] {
+        harness.wait_for_state(service, ServiceState::Running).await;
+    }
+    assert_eq!(harness.history(), ["start db", "start web", "start worker"]);
+    let pids: Vec<u32> = ["web", "worker", "db"]
+        .iter()
+        .map(|s| harness.pid(s).unwrap())
+        .collect();
+
+    harness.supervisor.restart(&Target::parse("db")).unwrap();
+    eventually("everything to run again", || {
+        ["web", "worker", "db"].iter().zip(&pids).all(|(s, old)| {
+            harness.pid(s).is_some_and(|pid| pid != *old)
+                && harness.state(s) == Some(ServiceState::Running)
+        })
+    })
+    .await;
+    assert_eq!(
+        harness.history()[3..],
+        [
+            "stop worker",
+            "stop web",
+            "stop db",
+            "start db",
+            "start web",
+            "start worker"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_death_bounces_the_watched_dependants_around_the_restart() {
+    let mut harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "depends on db");
+    let db = harness.check("db", "ctl", "");
+    let manual = harness.check("manual", "ctl", "depends on db\n  mode manual");
+    harness
+        .load(&[("web", web), ("db", db), ("manual", manual)])
+        .unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let (web_pid, db_pid) = (harness.pid("web").unwrap(), harness.pid("db").unwrap());
+
+    harness.spawner.mark_dead(db_pid);
+    assert_eq!(harness.next_alert().await.event, "does not exist");
+    eventually("both to run again", || {
+        harness.pid("web").is_some_and(|pid| pid != web_pid)
+            && harness.pid("db").is_some_and(|pid| pid != db_pid)
+            && harness.state("web") == Some(ServiceState::Running)
+    })
+    .await;
+    assert!(!harness.spawner.is_alive(web_pid), "web was stopped");
+    assert_eq!(
+        harness.history()[2..],
+        ["stop web", "start db", "start web"],
+        "the unwatched manual service is left alone"
+    );
+    assert_eq!(harness.state("manual"), Some(ServiceState::Unmonitored));
+}
+
+#[tokio::test]
+async fn a_resource_test_restarts_the_process_after_its_cycles() {
+    let mut harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "if totalmem > 1 MB for 2 cycles then restart");
+    harness.load(&[("web", web)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let first = harness.pid("web").unwrap();
+    // 800 kB, and a child with 400 kB: 1200 kB in all.
+    harness.write_proc(first, 1, 800, 0);
+    harness.write_proc(77_777, first, 400, 0);
+    let alert = harness.next_alert().await;
+    assert_eq!(
+        (
+            alert.event.as_str(),
+            alert.action.as_str(),
+            alert.description.as_str()
+        ),
+        (
+            "resource limit matched",
+            "restart",
+            "total mem amount of 1200kB matches resource limit [total mem amount>1024kB]"
+        )
+    );
+    eventually("a new process", || {
+        harness.pid("web").is_some_and(|pid| pid != first)
+    })
+    .await;
+    assert!(!harness.spawner.is_alive(first));
+    assert_eq!(harness.history(), ["start web", "stop web", "start web"]);
+    // The new process has no figures in the fake /proc: nothing more happens.
+    harness.cycles(10).await;
+    assert_eq!(harness.spawns("start").len(), 2);
+}
+
+#[tokio::test]
+async fn a_resource_alert_leaves_the_process_running_and_shows_in_the_report() {
+    let mut harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "if memory > 1% then alert");
+    harness.load(&[("web", web)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let pid = harness.pid("web").unwrap();
+    harness.write_proc(pid, 1, 2000, 0);
+    let alert = harness.next_alert().await;
+    assert_eq!(
+        (
+            alert.event.as_str(),
+            alert.action.as_str(),
+            alert.description.as_str()
+        ),
+        (
+            "resource limit matched",
+            "alert",
+            "mem usage of 2.0% matches resource limit [mem usage>1.0%]"
+        )
+    );
+    let report = harness.supervisor.report();
+    assert_eq!(report.services[0].failure, Some(Failure::ResourceLimit));
+    assert_eq!(report.services[0].monitor, Monitor::Yes);
+    assert_eq!(report.services[0].process.unwrap().mem_kb, 2000);
+    harness.cycles(10).await;
+    assert_eq!(harness.pid("web"), Some(pid), "only an alert");
+    assert!(harness.alerts.try_recv().is_err(), "alerted once");
+}
+
+#[tokio::test]
+async fn a_restart_limit_unmonitors_the_service_with_a_timeout_alert() {
+    let mut harness = Harness::new(Config {
+        poll_cycle: Duration::from_millis(50),
+        ..config()
+    });
+    let web = harness.check("web", "ctl", "if 2 restarts within 10 cycles then timeout");
+    harness.load(&[("web", web)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    let mut timeout = None;
+    for _ in 0..10 {
+        harness.wait_for_state("web", ServiceState::Running).await;
+        harness.spawner.mark_dead(harness.pid("web").unwrap());
+        // `does not exist`, then `exists` once restarted, or `timeout`.
+        loop {
+            let alert = harness.next_alert().await;
+            if alert.event == "timeout" {
+                timeout = Some(alert);
+                break;
+            }
+            if alert.event == "exists" {
+                break;
+            }
+        }
+        if timeout.is_some() {
+            break;
+        }
+    }
+    let timeout = timeout.expect("a timeout alert");
+    assert_eq!(timeout.action, "unmonitor");
+    // At least the limit's two restarts, counted at the poll cycle that saw them.
+    let restarts: Option<u32> = timeout
+        .description
+        .strip_prefix("service restarted ")
+        .and_then(|rest| rest.split_once(" times within "))
+        .and_then(|(count, rest)| rest.ends_with(" cycles(s) - unmonitor").then_some(count))
+        .and_then(|count| count.parse().ok());
+    assert!(
+        restarts.is_some_and(|count| count >= 2),
+        "{}",
+        timeout.description
+    );
+    harness
+        .wait_for_state("web", ServiceState::Unmonitored)
+        .await;
+    let starts = harness.spawns("start").len();
+    harness.cycles(10).await;
+    assert_eq!(harness.spawns("start").len(), starts, "no more restarts");
+}
+
+#[tokio::test]
+async fn what_cannot_be_honoured_is_reported_and_the_rest_runs() {
+    let harness = Harness::new(config());
+    let web = harness.check(
+        "web",
+        "ctl",
+        "if failed port 80 then restart\n  if totalmem > 1 MB then start\n  every 2 cycles",
+    );
+    let text = format!("{web}\ncheck file config with path /etc/config\n");
+    harness.load(&[("web", text)]).unwrap();
+    let reported = harness.supervisor.not_honoured();
+    let lines: Vec<(&str, Option<&str>, usize)> = reported
+        .iter()
+        .map(|n| (n.job.as_str(), n.service.as_deref(), n.line))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("web", Some("web"), 1),
+            ("web", Some("web"), 5),
+            ("web", Some("web"), 6),
+            ("web", Some("config"), 9),
+        ],
+        "{reported:?}"
+    );
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+}
+
+#[tokio::test]
+async fn a_reload_with_a_changed_file_adopts_the_running_process() {
+    let harness = Harness::new(config());
+    let web = harness.check("web", "ctl", "");
+    harness.load(&[("web", web)]).unwrap();
+    harness.supervisor.start_all().unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    let pid = harness.pid("web").unwrap();
+    // A changed definition is a new service to the supervisor; its live process is adopted.
+    let changed = harness.check("web", "ctl", "if totalmem > 1 GB then alert");
+    harness.load(&[("web", changed)]).unwrap();
+    harness.wait_for_state("web", ServiceState::Running).await;
+    harness.cycles(5).await;
+    assert_eq!(harness.pid("web"), Some(pid));
+    assert_eq!(
+        harness.history(),
+        ["start web"],
+        "adopted, not started again"
+    );
 }
