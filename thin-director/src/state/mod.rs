@@ -24,7 +24,7 @@ pub struct DirectorState {
     pub deployments: BTreeMap<String, Deployment>,
     /// Stemcells uploaded to the CPI, by `<name>/<version>`.
     pub stemcells: BTreeMap<String, Stemcell>,
-    /// Compiled packages by [`compiled_package_key`].
+    /// Compiled packages by their [`CompiledPackageKey`](crate::release::CompiledPackageKey) text.
     pub compiled_packages: BTreeMap<String, CompiledPackage>,
 }
 
@@ -104,10 +104,4 @@ pub struct CompiledPackage {
     pub blobstore_id: String,
     /// Its SHA-1.
     pub sha1: String,
-}
-
-/// The cache key of a compiled package: the package's name and fingerprint, and the stemcell's OS
-/// and version (the director's compiled package cache key).
-pub fn compiled_package_key(name: &str, fingerprint: &str, os: &str, version: &str) -> String {
-    format!("{name}/{fingerprint}/{os}/{version}")
 }
