@@ -1,0 +1,7 @@
+//! The thin director's integration tests, one binary (STYLE.md §7, layer 4): its executables run
+//! as real processes, against a real `nats-server` and the real `bosh-agent`.
+
+// An integration test binary is a test module of its own.
+#![allow(clippy::tests_outside_test_module)]
+
+mod process_cpi;
