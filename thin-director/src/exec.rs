@@ -1,5 +1,5 @@
-//! Running external programs: the only place in the director that spawns a process (CPIs, and later
-//! `nats-server` and the template renderer).
+//! Running external programs: the only place in the director that spawns a process (CPIs,
+//! `nats-server`, the process CPI's VM supervisors and agents, and later the template renderer).
 //!
 //! [`run`] starts a program from a scrubbed environment in a process group of its own, writes its
 //! standard input and closes it, reads standard output and standard error to their ends at the same
@@ -7,6 +7,10 @@
 //! deadline: past it the whole group is killed (a hung CPI released only by killing it is the
 //! complaint of cloudfoundry/bosh#2276). The exit status is reported, not judged: CPI callers parse
 //! standard output whatever the code.
+//!
+//! [`Daemon`] is a long-lived child the caller owns and stops. [`spawn_detached`] starts a program
+//! the caller leaves behind: the process CPI starts a VM's supervisor that way, and the supervisor
+//! outlives the CPI call that started it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -168,6 +172,16 @@ impl Daemon {
         args: &[OsString],
         output: &std::path::Path,
     ) -> Result<Daemon, Error> {
+        Daemon::start_with_env(path, args, &[], output)
+    }
+
+    /// Like [`Daemon::start`], with `env` added to the director's own environment.
+    pub fn start_with_env(
+        path: &std::path::Path,
+        args: &[OsString],
+        env: &[(OsString, OsString)],
+        output: &std::path::Path,
+    ) -> Result<Daemon, Error> {
         let start_error = |source| Error::Start {
             path: path.to_owned(),
             source,
@@ -179,6 +193,7 @@ impl Daemon {
             .map_err(start_error)?;
         let child = tokio::process::Command::new(path)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(start_error)?)
             .stderr(log)
@@ -200,6 +215,14 @@ impl Daemon {
     /// Whether it has exited; its status if so.
     pub fn try_status(&mut self) -> Result<Option<ExitStatus>, Error> {
         self.child.try_wait().map_err(|source| Error::Wait {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Waits until it exits; its status.
+    pub async fn wait(&mut self) -> Result<ExitStatus, Error> {
+        self.child.wait().await.map_err(|source| Error::Wait {
             path: self.path.clone(),
             source,
         })
@@ -230,4 +253,47 @@ impl Daemon {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A program started and left behind by [`spawn_detached`].
+#[derive(Debug, Clone)]
+pub struct Detached {
+    /// The executable.
+    pub path: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Variables added to the caller's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The file its standard output and error are appended to (created if missing).
+    pub output: PathBuf,
+}
+
+/// Starts `program` with standard input from `/dev/null` and its output appended to
+/// `program.output`, and returns its pid without waiting for it.
+///
+/// The child stays in the caller's session and process group: a process-group leader could not
+/// make a session of its own with setsid(2), so a program that must outlive a signal to the
+/// caller's group (the director kills a CPI's group past its deadline) calls setsid(2) first
+/// thing, as `process-cpi supervise` does. The child is not reaped here: this is for short-lived
+/// callers, such as a CPI call, whose exit hands the child to init.
+pub fn spawn_detached(program: &Detached) -> Result<u32, Error> {
+    let start_error = |source| Error::Start {
+        path: program.path.clone(),
+        source,
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&program.output)
+        .map_err(start_error)?;
+    let child = std::process::Command::new(&program.path)
+        .args(&program.args)
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(start_error)?)
+        .stderr(log)
+        .spawn()
+        .map_err(start_error)?;
+    // Dropping a std `Child` neither kills nor waits for it: the program runs on.
+    Ok(child.id())
 }

@@ -9,6 +9,7 @@
 //!   path; instance placement (AZs, IP addresses) and update pacing;
 //! * [`nats`]: the `nats-server` it runs, with per-agent permissions;
 //! * [`pki`]: the director's CA and the message bus's certificates;
+//! * [`process_cpi`]: the local process CPI (binary `process-cpi`), whose VMs are agent processes;
 //! * [`release`]: release tarballs, source and compiled: safe extraction, digests, job specs and
 //!   package dependencies;
 //! * [`state`]: what it created and where it stands, durable and crash-safe;
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod manifest;
 pub mod nats;
 pub mod pki;
+pub mod process_cpi;
 pub mod release;
 pub mod state;
 pub mod template;
