@@ -4,6 +4,7 @@
 //! * [`agent_client`]: what the director asks one agent, with its timeouts, retries and waits;
 //! * [`blobstore`]: the blobs agents fetch, served over HTTPS in the DAV shape;
 //! * [`cpi`]: any external CPI, called as the director calls it;
+//! * [`deploy`]: deploying a manifest: the director's stages and their order;
 //! * [`exec`]: the only place in the crate that spawns a process;
 //! * [`manifest`]: deployment manifests and cloud configs, checked with every problem named by its
 //!   path; instance placement (AZs, IP addresses) and update pacing;
@@ -24,6 +25,7 @@
 pub mod agent_client;
 pub mod blobstore;
 pub mod cpi;
+pub mod deploy;
 pub mod exec;
 pub mod manifest;
 pub mod nats;

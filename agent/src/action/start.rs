@@ -29,7 +29,14 @@ pub async fn load_jobs(context: &Arc<Context>) -> Result<()> {
         let mut jobs = Vec::new();
         for job in spec.jobs() {
             let dir = platform::name::join(&context.dirs.jobs_dir(), "job name", &job.name)?;
-            jobs.push((job.name.clone(), jobs::monit::read_job_files(&dir)?));
+            let mut file = jobs::monit::read_job_files(&dir)?;
+            // A job written for /var/vcap runs under any base dir (the process CPI's VMs).
+            let base = context.dirs.base_dir();
+            let standard = std::path::Path::new(settings::dirs::DEFAULT_BASE_DIR);
+            if base != standard {
+                file.relocate(standard, base);
+            }
+            jobs.push((job.name.clone(), file));
         }
         Ok((context, jobs))
     })

@@ -329,6 +329,35 @@ pub enum Reason {
     Statement,
 }
 
+impl MonitFile {
+    /// Reads the absolute paths under `from` (BOSH's `/var/vcap`) in pidfiles and programs as paths
+    /// under `to`: a job written for `/var/vcap` then runs under an agent whose base dir is
+    /// elsewhere (`-b`, as every VM of the process CPI has). Other paths stay as they are.
+    pub fn relocate(&mut self, from: &std::path::Path, to: &std::path::Path) {
+        let map = |text: &str| -> Option<String> {
+            let rest = std::path::Path::new(text).strip_prefix(from).ok()?;
+            Some(to.join(rest).to_string_lossy().into_owned())
+        };
+        for service in &mut self.services {
+            if let Some(pidfile) = &service.pidfile {
+                if let Some(mapped) = pidfile.to_str().and_then(map) {
+                    service.pidfile = Some(mapped.into());
+                }
+            }
+            for program in [&mut service.start, &mut service.stop, &mut service.restart]
+                .into_iter()
+                .flatten()
+            {
+                for arg in &mut program.argv {
+                    if let Some(mapped) = map(arg) {
+                        *arg = mapped;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -383,6 +412,32 @@ mod tests {
         assert_eq!(
             set.to_string(),
             "line 1: set daemon 10 (monit-wide settings belong to the stemcell)"
+        );
+    }
+
+    #[test]
+    fn relocate_moves_var_vcap_paths_under_the_base_dir_only() {
+        let mut file = parse::parse(
+            "check process web\n  with pidfile /var/vcap/sys/run/web/web.pid\n  start program \"/var/vcap/jobs/web/bin/ctl start\"\n  stop program \"/bin/sh -c '/var/vcap/jobs/web/bin/ctl stop'\"\n",
+        )
+        .unwrap();
+        file.relocate(
+            std::path::Path::new("/var/vcap"),
+            std::path::Path::new("/tmp/vm-1"),
+        );
+        let web = &file.services[0];
+        assert_eq!(
+            web.pidfile.as_deref(),
+            Some(std::path::Path::new("/tmp/vm-1/sys/run/web/web.pid"))
+        );
+        assert_eq!(
+            web.start.as_ref().unwrap().argv,
+            ["/tmp/vm-1/jobs/web/bin/ctl", "start"]
+        );
+        // An argument that starts with a path under /var/vcap moves; `/var/vcapx` would not.
+        assert_eq!(
+            web.stop.as_ref().unwrap().argv,
+            ["/bin/sh", "-c", "/tmp/vm-1/jobs/web/bin/ctl stop"]
         );
     }
 }

@@ -22,6 +22,7 @@
 //! [`Release::from_dir`] reads such a directory again (after a restart) without re-verifying it.
 
 mod checks;
+pub mod create;
 pub mod dependencies;
 pub mod identity;
 pub mod job_spec;

@@ -20,10 +20,18 @@ pub use store::Store;
 pub struct DirectorState {
     /// The director's UUID (`context.director_uuid` of CPI calls), made once.
     pub director_uuid: String,
+    /// The NATS port agents were given (0 before the first run).
+    pub nats_port: u16,
+    /// The blobstore port agents were given (0 before the first run).
+    pub blobstore_port: u16,
+    /// The password agents use with the blobstore, made once.
+    pub blobstore_password: String,
     /// Deployments by name.
     pub deployments: BTreeMap<String, Deployment>,
     /// Stemcells uploaded to the CPI, by `<name>/<version>`.
     pub stemcells: BTreeMap<String, Stemcell>,
+    /// Job tarballs put in the blobstore, by `<release>/<job>/<fingerprint>`.
+    pub job_blobs: BTreeMap<String, CompiledPackage>,
     /// Compiled packages by their [`CompiledPackageKey`](crate::release::CompiledPackageKey) text.
     pub compiled_packages: BTreeMap<String, CompiledPackage>,
 }
@@ -58,8 +66,8 @@ pub struct Instance {
     pub vm: Option<Vm>,
     /// Its persistent disk, once created.
     pub disk: Option<Disk>,
-    /// The `configuration_hash` last applied and started, to tell changed instances.
-    pub applied_configuration: Option<String>,
+    /// The SHA-1 of the apply spec last applied and started, to tell changed instances.
+    pub applied_spec_sha1: Option<String>,
 }
 
 /// A VM the CPI created.
@@ -96,7 +104,7 @@ pub struct Stemcell {
     pub api_version: Option<u32>,
 }
 
-/// A package compiled for a stemcell, in the director's blobstore.
+/// A blob in the director's blobstore: a compiled package or a job tarball.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CompiledPackage {

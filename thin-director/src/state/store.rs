@@ -122,7 +122,17 @@ fn write_atomically<T: Serialize>(path: &Path, document: &T) -> Result<(), Error
         source,
     })?;
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    // The state holds the blobstore password: its owner only.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?
+    };
     file.write_all(&bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;

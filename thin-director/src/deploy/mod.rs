@@ -1,0 +1,858 @@
+//! Deploying: a manifest and a cloud config turned into running instances, in the director's order
+//! (`reference/director-cpi.md` §2.5–2.9; `update_deployment.rb`):
+//!
+//! 1. the manifest and cloud config are checked whole, releases read and verified, the stemcell
+//!    uploaded once, instances placed (AZs and IPs, kept across deploys) and every instance's
+//!    templates rendered — all before any VM is touched, so a bad manifest, a missing release or a
+//!    template error changes nothing;
+//! 2. instances the manifest no longer has are stopped and deleted with their disks;
+//! 3. packages are compiled on compilation VMs ([`compile`]);
+//! 4. missing VMs are created in parallel, at most `max_threads` at once ([`vm`], [`instance`]);
+//! 5. instance groups are updated in manifest order: AZ by AZ, canaries first (in the first AZ),
+//!    then `max_in_flight` at a time; only instances whose apply spec or disk changed are touched;
+//!    the first failure stops the deploy, naming the instance and its failing processes;
+//! 6. `post-deploy` runs on every instance when anything changed.
+//!
+//! Every completed step is in the state ([`crate::state`]), so running the deploy again after a
+//! failure or a crash converges from where it stopped.
+//!
+//! Not yet done (see the issue): `serial: false` groups run one after another like serial ones,
+//! errand groups (`lifecycle: errand`) are not deployed, and stemcell tarballs are not read (the
+//! CPI gets an empty image file, which the process CPI needs no more than).
+
+// A deploy's error is returned once, at the end of a failed step; boxing every cause to keep the
+// `Result` small would buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod compile;
+pub mod director;
+pub mod inspect;
+pub mod instance;
+pub mod report;
+pub mod spec;
+pub mod vm;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt as _;
+use serde_json::{Value, json};
+use sha1::{Digest as _, Sha1};
+
+use crate::deploy::director::Director;
+use crate::deploy::instance::DiskWanted;
+use crate::manifest::deployment::{InstanceGroup, Lifecycle, PersistentDisk};
+use crate::manifest::placement::{self, Placement};
+use crate::manifest::{CloudConfig, Deployment};
+use crate::release::{Release, StemcellRef};
+use crate::template::RenderedTemplates;
+use crate::{agent_client, blobstore, cpi, manifest, nats, pki, release, state, template};
+
+/// Why a deploy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The manifest or cloud config is not good; every problem is listed.
+    #[error("{0}")]
+    Manifest(#[from] manifest::Error),
+    /// A file could not be read or written.
+    #[error("{}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A release named by the manifest has no tarball.
+    #[error("release '{name}' has no tarball: give its `url` (a local path or file:// URL)")]
+    MissingRelease {
+        /// The release.
+        name: String,
+    },
+    /// A release tarball is not good.
+    #[error("release '{name}'")]
+    Release {
+        /// The release.
+        name: String,
+        /// The cause (boxed: it is large).
+        #[source]
+        source: Box<release::Error>,
+    },
+    /// A release tarball is not the release the manifest names.
+    #[error("release tarball {} is {found}, but the manifest names {wanted}", .path.display())]
+    ReleaseMismatch {
+        /// The tarball.
+        path: PathBuf,
+        /// `<name>/<version>` in the tarball.
+        found: String,
+        /// `<name>/<version>` in the manifest.
+        wanted: String,
+    },
+    /// Placing instances failed.
+    #[error("placing instances")]
+    Placement(#[from] placement::Error),
+    /// Rendering an instance's templates failed.
+    #[error("rendering templates of {instance}")]
+    Template {
+        /// `<group>/<index>`.
+        instance: String,
+        /// The cause.
+        #[source]
+        source: template::Error,
+    },
+    /// The plan cannot be carried out.
+    #[error("{0}")]
+    Plan(String),
+    /// A CPI call failed.
+    #[error(transparent)]
+    Cpi(#[from] cpi::Error),
+    /// An agent failed or answered with an error.
+    #[error("{instance}")]
+    Agent {
+        /// `<group>/<id>`.
+        instance: String,
+        /// The cause.
+        #[source]
+        source: agent_client::Error,
+    },
+    /// A new VM's agent never answered.
+    #[error("{name}: VM {vm_cid} was deleted because its agent did not answer{}", if .log.is_empty() { String::new() } else { format!("; the end of its agent log:\n{}", .log) })]
+    AgentUnresponsive {
+        /// The instance or compilation VM.
+        name: String,
+        /// The VM.
+        vm_cid: String,
+        /// The cause.
+        #[source]
+        source: Box<agent_client::Error>,
+        /// The end of the agent's log, when the director can read it.
+        log: String,
+    },
+    /// The state could not be read or written.
+    #[error(transparent)]
+    State(#[from] state::store::Error),
+    /// The NATS server failed.
+    #[error(transparent)]
+    Nats(#[from] nats::Error),
+    /// The blobstore failed.
+    #[error(transparent)]
+    Blobstore(#[from] blobstore::Error),
+    /// A certificate could not be made.
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    /// A listener could not be bound.
+    #[error("listening for {what}")]
+    Listen {
+        /// What.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The director could not connect to NATS.
+    #[error("connecting to NATS at {url}")]
+    Bus {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: agent::client::Error,
+    },
+    /// The director's TLS configuration could not be built.
+    #[error("the director's TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// `pub type Result<T>` of this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What the deploy works from: the checked manifest and cloud config, the releases, the stemcell.
+#[derive(Debug)]
+pub struct Target {
+    /// The manifest.
+    pub deployment: Deployment,
+    /// The cloud config.
+    pub cloud: CloudConfig,
+    /// The releases by name.
+    pub releases: BTreeMap<String, Release>,
+    /// The stemcell.
+    pub stemcell: StemcellRef,
+    /// Its cid.
+    pub stemcell_cid: String,
+    /// Its api version.
+    pub stemcell_api_version: Option<u32>,
+}
+
+/// An instance as planned.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Its group's position in the manifest.
+    pub group_index: usize,
+    /// Its group's name.
+    pub group_name: String,
+    /// Its placement.
+    pub placement: Placement,
+    /// Its id.
+    pub id: String,
+    /// Whether it is its group's bootstrap instance (index 0).
+    pub bootstrap: bool,
+    /// Its network settings.
+    pub networks: Value,
+    /// Its persistent disk.
+    pub disk: Option<DiskWanted>,
+}
+
+impl Planned {
+    /// Its index in its group.
+    pub fn index(&self) -> u32 {
+        u32::try_from(self.placement.index).unwrap_or(u32::MAX)
+    }
+
+    /// `<group>/<id> (<index>)`, as the bosh CLI names instances.
+    pub fn name(&self) -> String {
+        format!("{}/{} ({})", self.group_name, self.id, self.placement.index)
+    }
+
+    /// Its IPs by network.
+    pub fn ips(&self) -> BTreeMap<String, String> {
+        self.placement
+            .networks
+            .iter()
+            .filter_map(|n| n.address.ip().map(|ip| (n.network.clone(), ip.to_string())))
+            .collect()
+    }
+
+    /// Its group.
+    pub fn group<'t>(&self, target: &'t Target) -> &'t InstanceGroup {
+        &target.deployment.instance_groups[self.group_index]
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Instances created.
+    pub created: usize,
+    /// Instances updated.
+    pub updated: usize,
+    /// Instances deleted.
+    pub deleted: usize,
+    /// Packages compiled or found compiled.
+    pub packages: usize,
+}
+
+/// Deploys `manifest` with `cloud_config` (both paths of YAML files).
+pub async fn deploy(director: &Director, manifest: &Path, cloud_config: &Path) -> Result<Summary> {
+    let started = Instant::now();
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (deployment, cloud) = manifest::load(&read(manifest)?, &read(cloud_config)?)?;
+    let manifest_dir = manifest.parent().unwrap_or(Path::new("."));
+    let releases = load_releases(director, &deployment, manifest_dir).await?;
+    let (stemcell, stemcell_cid) = upload_stemcell(director, &deployment).await?;
+    let target = Target {
+        deployment,
+        cloud,
+        releases,
+        stemcell,
+        stemcell_cid,
+        stemcell_api_version: Some(2),
+    };
+    let planned = plan(director, &target).await?;
+    let rendered = render_all(director, &target, &planned).await?;
+    let mut summary = Summary {
+        deleted: delete_obsolete(director, &target, &planned).await?,
+        ..Summary::default()
+    };
+    let taken: BTreeSet<IpAddr> = planned
+        .iter()
+        .flat_map(|p| p.placement.networks.iter().filter_map(|n| n.address.ip()))
+        .collect();
+    let compiled = compile::compile_packages(director, &target, &taken).await?;
+    summary.packages = compiled.values().map(BTreeMap::len).sum();
+    summary.created = create_missing_vms(director, &target, &planned).await?;
+    summary.updated = update_groups(director, &target, &planned, &rendered, &compiled).await?;
+    if summary.created + summary.updated + summary.deleted > 0 {
+        post_deploy(director, &target.deployment.name).await?;
+    }
+    director.report.line(&format!(
+        "Deployed '{}': {} created, {} updated, {} deleted, {} packages ({})",
+        target.deployment.name,
+        summary.created,
+        summary.updated,
+        summary.deleted,
+        summary.packages,
+        report::hms(started.elapsed())
+    ));
+    Ok(summary)
+}
+
+/// Reads every release of the manifest, extracting each tarball once under the state dir.
+async fn load_releases(
+    director: &Director,
+    deployment: &Deployment,
+    manifest_dir: &Path,
+) -> Result<BTreeMap<String, Release>> {
+    let mut releases = BTreeMap::new();
+    for wanted in &deployment.releases {
+        let tarball = wanted
+            .tarball_path(manifest_dir)
+            .ok_or_else(|| Error::MissingRelease {
+                name: wanted.name.clone(),
+            })?;
+        let step = director.report.step(
+            "Reading releases",
+            &format!("{}/{}", wanted.name, wanted.version),
+        );
+        let dir = director
+            .config
+            .state_dir
+            .join("releases")
+            .join(format!("{}-{}", wanted.name, wanted.version));
+        let release_error = |source| Error::Release {
+            name: wanted.name.clone(),
+            source: Box::new(source),
+        };
+        let loaded = if dir.exists() {
+            Release::from_dir(&dir).map_err(release_error)
+        } else {
+            std::fs::create_dir_all(dir.parent().unwrap_or(&dir)).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let (tarball, dir) = (tarball.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || Release::extract(&tarball, &dir))
+                .await
+                .map_err(|err| Error::Plan(err.to_string()))?
+                .map_err(release_error)
+        };
+        let release = step.finish(loaded)?;
+        if release.name() != wanted.name || release.version() != wanted.version {
+            return Err(Error::ReleaseMismatch {
+                path: tarball,
+                found: format!("{}/{}", release.name(), release.version()),
+                wanted: format!("{}/{}", wanted.name, wanted.version),
+            });
+        }
+        releases.insert(wanted.name.clone(), release);
+    }
+    Ok(releases)
+}
+
+/// Uploads the stemcell the groups use, once per director.
+async fn upload_stemcell(
+    director: &Director,
+    deployment: &Deployment,
+) -> Result<(StemcellRef, String)> {
+    let aliases: BTreeSet<&str> = deployment
+        .instance_groups
+        .iter()
+        .map(|group| group.stemcell.as_str())
+        .collect();
+    if aliases.len() > 1 {
+        return Err(Error::Plan(format!(
+            "the thin director deploys one stemcell per deployment; the groups use {}",
+            aliases.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let alias = aliases.into_iter().next().unwrap_or_default();
+    let stemcell = deployment
+        .stemcell(alias)
+        .or_else(|| deployment.stemcells.first())
+        .ok_or_else(|| Error::Plan("the manifest names no stemcell".to_owned()))?;
+    let reference = StemcellRef {
+        os: stemcell.os.clone(),
+        version: stemcell.version.clone(),
+    };
+    let key = format!("{}/{}", reference.os, reference.version);
+    if let Some(known) = director.state.lock().await.get().stemcells.get(&key) {
+        return Ok((reference, known.cid.clone()));
+    }
+    // No stemcell tarball is read yet: the CPI gets an empty image (the process CPI's VMs run on
+    // the host, so it needs none).
+    let image_dir = director
+        .config
+        .state_dir
+        .join("stemcells")
+        .join(format!("{}-{}", reference.os, reference.version));
+    let image = image_dir.join("image");
+    std::fs::create_dir_all(&image_dir)
+        .and_then(|()| std::fs::write(&image, b""))
+        .map_err(|source| Error::Io {
+            path: image.clone(),
+            source,
+        })?;
+    let step = director.report.step("Uploading stemcell", &key);
+    let cid = step.finish(director.cpi.create_stemcell(&image, &json!({})).await)?;
+    let record = state::Stemcell {
+        cid: cid.clone(),
+        api_version: Some(2),
+    };
+    director
+        .state
+        .lock()
+        .await
+        .update(|doc| doc.stemcells.insert(key, record))?;
+    Ok((reference, cid))
+}
+
+/// Places every instance of every service group, keeping ids and addresses from the state.
+async fn plan(director: &Director, target: &Target) -> Result<Vec<Planned>> {
+    let recorded: Vec<state::Instance> = director
+        .state
+        .lock()
+        .await
+        .get()
+        .deployments
+        .get(&target.deployment.name)
+        .map(|d| d.instances.clone())
+        .unwrap_or_default();
+    let mut in_use: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut planned = Vec::new();
+    for (group_index, group) in target.deployment.instance_groups.iter().enumerate() {
+        if group.lifecycle == Lifecycle::Errand {
+            continue;
+        }
+        let previous: Vec<BTreeMap<String, IpAddr>> = (0..group.instances)
+            .map(|index| {
+                recorded
+                    .iter()
+                    .find(|i| i.group == group.name && i.index as usize == index)
+                    .map(|i| {
+                        i.ips
+                            .iter()
+                            .filter_map(|(n, ip)| ip.parse().ok().map(|ip| (n.clone(), ip)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Addresses other groups hold (recorded or planned) are not this group's to take.
+        let others: BTreeSet<IpAddr> = recorded
+            .iter()
+            .filter(|i| i.group != group.name)
+            .flat_map(|i| i.ips.values().filter_map(|ip| ip.parse().ok()))
+            .chain(in_use.iter().copied())
+            .collect();
+        let placements = placement::place(group, &target.cloud, &previous, &others)?;
+        let disk = match &group.persistent_disk {
+            PersistentDisk::None => None,
+            PersistentDisk::Size { mb } => Some(DiskWanted {
+                size_mb: *mb,
+                cloud_properties: json!({}),
+            }),
+            PersistentDisk::Type(name) => target.cloud.disk_type(name).map(|t| DiskWanted {
+                size_mb: t.disk_size_mb,
+                cloud_properties: Value::Object(t.cloud_properties.clone()),
+            }),
+        };
+        for placement in placements {
+            in_use.extend(placement.networks.iter().filter_map(|n| n.address.ip()));
+            let id = recorded
+                .iter()
+                .find(|i| i.group == group.name && i.index as usize == placement.index)
+                .map(|i| i.id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let mut instance = Planned {
+                group_index,
+                group_name: group.name.clone(),
+                bootstrap: placement.index == 0,
+                placement,
+                id,
+                networks: Value::Null,
+                disk: disk.clone(),
+            };
+            instance.networks =
+                spec::network_settings(&spec_instance(&instance, group), &target.cloud);
+            planned.push(instance);
+        }
+    }
+    Ok(planned)
+}
+
+fn spec_instance<'a>(planned: &'a Planned, group: &'a InstanceGroup) -> spec::Instance<'a> {
+    spec::Instance {
+        group,
+        placement: &planned.placement,
+        id: &planned.id,
+        bootstrap: planned.bootstrap,
+        disk_mb: planned.disk.as_ref().map_or(0, |d| d.size_mb),
+    }
+}
+
+/// Renders every planned instance's templates (all before any VM is touched).
+async fn render_all(
+    director: &Director,
+    target: &Target,
+    planned: &[Planned],
+) -> Result<Vec<RenderedTemplates>> {
+    let mut jobs_cache: BTreeMap<(String, String), template::Job> = BTreeMap::new();
+    let mut rendered = Vec::with_capacity(planned.len());
+    for instance in planned {
+        let group = instance.group(target);
+        let name = format!("{}/{}", group.name, instance.placement.index);
+        let template_error = |source| Error::Template {
+            instance: name.clone(),
+            source,
+        };
+        let mut jobs = Vec::new();
+        for job in &group.jobs {
+            let key = (job.release.clone(), job.name.clone());
+            if !jobs_cache.contains_key(&key) {
+                let release = &target.releases[&job.release];
+                let release_job = release.job(&job.name).ok_or_else(|| {
+                    Error::Plan(format!(
+                        "instance_groups {}: job '{}' is not in release '{}'",
+                        group.name, job.name, job.release
+                    ))
+                })?;
+                let loaded = template::Job::from_dir(release_job.spec.clone(), &release_job.dir)
+                    .map_err(template_error)?;
+                jobs_cache.insert(key.clone(), loaded);
+            }
+            let properties = job
+                .properties
+                .clone()
+                .map(Value::Object)
+                .unwrap_or_else(|| {
+                    if group.properties.is_empty() {
+                        Value::Object(target.deployment.properties.clone())
+                    } else {
+                        Value::Object(group.properties.clone())
+                    }
+                });
+            jobs.push((key, properties));
+        }
+        let pairs: Vec<(&template::Job, &Value)> = jobs
+            .iter()
+            .map(|(key, properties)| (&jobs_cache[key], properties))
+            .collect();
+        let spec = spec::template_spec(
+            &spec_instance(instance, group),
+            &target.deployment,
+            &instance.networks,
+        );
+        let step = director.report.step("Rendering templates", &name);
+        let result = director
+            .renderer
+            .render_instance(&pairs, &spec)
+            .await
+            .map_err(template_error);
+        rendered.push(step.finish(result)?);
+    }
+    Ok(rendered)
+}
+
+/// Deletes the recorded instances the plan does not have.
+async fn delete_obsolete(
+    director: &Director,
+    target: &Target,
+    planned: &[Planned],
+) -> Result<usize> {
+    let recorded: Vec<state::Instance> = director
+        .state
+        .lock()
+        .await
+        .get()
+        .deployments
+        .get(&target.deployment.name)
+        .map(|d| d.instances.clone())
+        .unwrap_or_default();
+    let obsolete: Vec<&state::Instance> = recorded
+        .iter()
+        .filter(|i| {
+            !planned
+                .iter()
+                .any(|p| p.group_name == i.group && p.index() == i.index)
+        })
+        .collect();
+    for instance in &obsolete {
+        let step = director.report.step(
+            "Deleting unneeded instances",
+            &format!("{}/{} ({})", instance.group, instance.id, instance.index),
+        );
+        step.finish(instance::delete(director, &target.deployment.name, instance).await)?;
+    }
+    Ok(obsolete.len())
+}
+
+/// Creates the VMs of planned instances that have none, `max_threads` at once.
+async fn create_missing_vms(
+    director: &Director,
+    target: &Target,
+    planned: &[Planned],
+) -> Result<usize> {
+    let mut records = Vec::new();
+    for instance in planned {
+        records.push(instance::record(director, &target.deployment.name, instance).await?);
+    }
+    let missing: Vec<(&Planned, state::Instance)> = planned
+        .iter()
+        .zip(records)
+        .filter(|(_, record)| record.vm.is_none())
+        .collect();
+    let count = missing.len();
+    futures_util::stream::iter(missing.into_iter().map(Ok::<_, Error>))
+        .try_for_each_concurrent(
+            director.config.max_threads.max(1),
+            |(planned, mut record)| async move {
+                let step = director
+                    .report
+                    .step("Creating missing vms", &planned.name());
+                step.finish(instance::ensure_vm(director, target, planned, &mut record).await)
+                    .map(drop)
+            },
+        )
+        .await?;
+    Ok(count)
+}
+
+/// Updates every group in manifest order (see the module docs); the number of instances updated.
+async fn update_groups(
+    director: &Director,
+    target: &Target,
+    planned: &[Planned],
+    rendered: &[RenderedTemplates],
+    compiled: &compile::Compiled,
+) -> Result<usize> {
+    let mut updated = 0;
+    for (group_index, group) in target.deployment.instance_groups.iter().enumerate() {
+        let members: Vec<(&Planned, &RenderedTemplates)> = planned
+            .iter()
+            .zip(rendered)
+            .filter(|(p, _)| p.group_index == group_index)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let (jobs, packages) = group_blobs(director, target, group, compiled).await?;
+        // The instances to update, with their apply specs, AZ by AZ in first-seen order.
+        let mut work: Vec<(Option<String>, &Planned, Value, String, state::Instance)> = Vec::new();
+        for (instance, templates) in &members {
+            let record = instance::record(director, &target.deployment.name, instance).await?;
+            let mut apply = spec::apply_spec(
+                &spec_instance(instance, group),
+                &target.deployment,
+                &instance.networks,
+                &jobs,
+                &packages,
+                templates,
+                "",
+            );
+            let digest = hex(&Sha1::digest(apply.to_string().as_bytes()));
+            if !instance::needs_update(&record, &digest, instance.disk.as_ref()) {
+                continue;
+            }
+            let (blob, _) = put_bytes(director, &templates.archive)?;
+            apply["rendered_templates_archive"]["blobstore_id"] = Value::from(blob);
+            work.push((
+                instance.placement.az.clone(),
+                instance,
+                apply,
+                digest,
+                record,
+            ));
+        }
+        if work.is_empty() {
+            continue;
+        }
+        let mut azs: Vec<Option<String>> = Vec::new();
+        for (az, ..) in &work {
+            if !azs.contains(az) {
+                azs.push(az.clone());
+            }
+        }
+        let update = &group.update;
+        let total = members.len();
+        let canaries = update.canaries(total);
+        let max_in_flight = update.max_in_flight(total).max(1);
+        let canary_schedule = update.canary_watch_time.schedule();
+        let update_schedule = update.update_watch_time.schedule();
+        let mut first_az = true;
+        let mut items = work;
+        for az in azs {
+            let (this_az, rest): (Vec<_>, Vec<_>) =
+                items.into_iter().partition(|item| item.0 == az);
+            items = rest;
+            let mut batch = this_az;
+            if first_az && canaries > 0 {
+                let tail = batch.split_off(canaries.min(batch.len()));
+                updated +=
+                    run_batch(director, target, batch, canaries, &canary_schedule, true).await?;
+                batch = tail;
+            }
+            first_az = false;
+            updated += run_batch(
+                director,
+                target,
+                batch,
+                max_in_flight,
+                &update_schedule,
+                false,
+            )
+            .await?;
+        }
+    }
+    Ok(updated)
+}
+
+type WorkItem<'p> = (Option<String>, &'p Planned, Value, String, state::Instance);
+
+/// Updates `batch`, `parallel` at once, stopping at the first failure.
+async fn run_batch(
+    director: &Director,
+    target: &Target,
+    batch: Vec<WorkItem<'_>>,
+    parallel: usize,
+    schedule: &[Duration],
+    canary: bool,
+) -> Result<usize> {
+    let count = batch.len();
+    futures_util::stream::iter(batch.into_iter().map(Ok::<_, Error>))
+        .try_for_each_concurrent(
+            parallel.max(1),
+            |(_, planned, apply, digest, mut record)| async move {
+                let label = if canary {
+                    format!("{} (canary)", planned.name())
+                } else {
+                    planned.name()
+                };
+                let step = director
+                    .report
+                    .step(&format!("Updating instance {}", planned.group_name), &label);
+                let name = format!("{}/{}", planned.group_name, planned.id);
+                step.finish(
+                    instance::update(
+                        director,
+                        &target.deployment.name,
+                        &mut record,
+                        &apply,
+                        &digest,
+                        planned.disk.as_ref(),
+                        schedule,
+                        &name,
+                    )
+                    .await,
+                )
+            },
+        )
+        .await?;
+    Ok(count)
+}
+
+/// The jobs (their tarballs put in the blobstore once) and compiled packages a group runs with.
+async fn group_blobs(
+    director: &Director,
+    target: &Target,
+    group: &InstanceGroup,
+    compiled: &compile::Compiled,
+) -> Result<(Vec<spec::JobRef>, BTreeMap<String, spec::PackageRef>)> {
+    let mut jobs = Vec::new();
+    let mut packages = BTreeMap::new();
+    for job in &group.jobs {
+        let release = &target.releases[&job.release];
+        let Some(release_job) = release.job(&job.name) else {
+            continue;
+        };
+        let key = format!("{}/{}/{}", job.release, job.name, release_job.fingerprint);
+        let known = director
+            .state
+            .lock()
+            .await
+            .get()
+            .job_blobs
+            .get(&key)
+            .cloned();
+        let blob = match known.filter(|b| {
+            director
+                .blobs
+                .path(&b.blobstore_id)
+                .ok()
+                .flatten()
+                .is_some()
+        }) {
+            Some(blob) => blob,
+            None => {
+                let (blobstore_id, sha1) = director.blobs.put_file(&release_job.blob)?;
+                let blob = state::CompiledPackage { blobstore_id, sha1 };
+                let saved = blob.clone();
+                director
+                    .state
+                    .lock()
+                    .await
+                    .update(|doc| doc.job_blobs.insert(key, saved))?;
+                blob
+            }
+        };
+        jobs.push(spec::JobRef {
+            name: job.name.clone(),
+            version: release_job.version.clone(),
+            sha1: blob.sha1,
+            blobstore_id: blob.blobstore_id,
+        });
+        for package in release.job_packages(&job.name).unwrap_or_default() {
+            if let Some(compiled) = compiled
+                .get(&job.release)
+                .and_then(|c| c.get(&package.name))
+            {
+                packages.insert(package.name.clone(), compiled.clone());
+            }
+        }
+    }
+    Ok((jobs, packages))
+}
+
+/// `post-deploy` on every instance of the deployment, at once.
+async fn post_deploy(director: &Director, deployment: &str) -> Result<()> {
+    let instances: Vec<state::Instance> = director
+        .state
+        .lock()
+        .await
+        .get()
+        .deployments
+        .get(deployment)
+        .map(|d| d.instances.clone())
+        .unwrap_or_default();
+    let runs = instances.iter().filter_map(|instance| {
+        let vm = instance.vm.as_ref()?;
+        let name = format!("{}/{}", instance.group, instance.id);
+        Some(async move {
+            agent_client::AgentClient::new(&director.bus, &vm.agent_id)
+                .run_script("post-deploy", json!({}))
+                .await
+                .map_err(|source| Error::Agent {
+                    instance: name,
+                    source,
+                })
+        })
+    });
+    let step = director.report.step("Running post-deploy", deployment);
+    let results = futures_util::future::join_all(runs).await;
+    step.finish(results.into_iter().collect::<Result<Vec<()>>>())
+        .map(drop)
+}
+
+/// Puts `bytes` in the blobstore through a temporary file; its id and SHA-1.
+fn put_bytes(director: &Director, bytes: &[u8]) -> Result<(String, String)> {
+    let tmp = director
+        .config
+        .state_dir
+        .join(format!(".upload-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let stored = director.blobs.put_file(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(stored?)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,194 @@
+//! `thin-director`: deploy a release with any external CPI (the local process CPI by default),
+//! over mutual-TLS NATS.
+//!
+//! ```text
+//! thin-director [--state-dir DIR] [--json] [--cpi PATH [--cpi-arg ARG]...] <command>
+//!   deploy MANIFEST --cloud-config FILE     deploy (create, update, converge) a deployment
+//!   instances DEPLOYMENT                    its instances, process states and IPs
+//!   delete-deployment DEPLOYMENT            stop and delete its VMs and disks
+//!   create-release DIR --name N --version V --output FILE
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use thin_director::deploy::director::{Config, CpiChoice, Director};
+use thin_director::deploy::report::Reporter;
+use thin_director::deploy::{self, inspect};
+
+#[derive(Debug, Parser)]
+#[command(name = "thin-director", about = "The thin BOSH director")]
+struct Cli {
+    /// Where the director keeps its state, CA, blobs and logs.
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// One JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// An external CPI executable (default: the local process CPI next to this binary).
+    #[arg(long, global = true)]
+    cpi: Option<PathBuf>,
+    /// An argument for the external CPI (repeatable).
+    #[arg(long = "cpi-arg", global = true)]
+    cpi_args: Vec<String>,
+    /// Seconds a new VM's agent may take to answer.
+    #[arg(long, global = true, default_value_t = 600)]
+    agent_wait: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deploy a manifest with a cloud config.
+    Deploy {
+        /// The deployment manifest.
+        manifest: PathBuf,
+        /// The cloud config.
+        #[arg(long)]
+        cloud_config: PathBuf,
+    },
+    /// List a deployment's instances with their process states.
+    Instances {
+        /// The deployment.
+        deployment: String,
+    },
+    /// Stop and delete a deployment's VMs and disks.
+    DeleteDeployment {
+        /// The deployment.
+        deployment: String,
+    },
+    /// Make a release tarball from a release directory.
+    CreateRelease {
+        /// The release directory (`jobs/`, `packages/`).
+        dir: PathBuf,
+        /// The release name.
+        #[arg(long)]
+        name: String,
+        /// The release version.
+        #[arg(long)]
+        version: String,
+        /// The tarball to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("thin-director: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("thin-director: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::CreateRelease {
+        dir,
+        name,
+        version,
+        output,
+    } = &cli.command
+    {
+        thin_director::release::create::create(dir, name, version, output)?;
+        println!("{}", output.display());
+        return Ok(());
+    }
+    let state_dir = match &cli.state_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".thin-director"),
+    };
+    let cpi = match &cli.cpi {
+        Some(executable) => CpiChoice::External {
+            executable: executable.clone(),
+            args: cli.cpi_args.iter().map(Into::into).collect(),
+        },
+        None => {
+            let here = std::env::current_exe()?;
+            let dir = here.parent().unwrap_or(std::path::Path::new("."));
+            CpiChoice::Process {
+                executable: dir.join("process-cpi"),
+                agent: dir.join("bosh-agent"),
+            }
+        }
+    };
+    let mut config = Config::new(state_dir, cpi);
+    config.agent_wait = Duration::from_secs(cli.agent_wait);
+    let director = Director::start(config, Reporter::stdout(cli.json)).await?;
+    let outcome = match &cli.command {
+        Command::Deploy {
+            manifest,
+            cloud_config,
+        } => deploy::deploy(&director, manifest, cloud_config)
+            .await
+            .map(drop)
+            .map_err(anyhow::Error::from),
+        Command::Instances { deployment } => inspect::instances(&director, deployment)
+            .await
+            .map(|rows| {
+                if cli.json {
+                    let rows: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|row| {
+                            serde_json::json!({
+                                "instance": row.instance, "index": row.index, "state": row.state,
+                                "az": row.az, "ips": row.ips, "vm_cid": row.vm_cid,
+                                "processes": row.processes, "vitals": row.vitals,
+                            })
+                        })
+                        .collect();
+                    director
+                        .report
+                        .line(&serde_json::Value::from(rows).to_string());
+                } else {
+                    director.report.line(&inspect::table(&rows));
+                }
+            })
+            .map_err(anyhow::Error::from),
+        Command::DeleteDeployment { deployment } => {
+            inspect::delete_deployment(&director, deployment)
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from)
+        }
+        Command::CreateRelease { .. } => Ok(()),
+    };
+    director.stop().await;
+    outcome
+}
+
+/// Logs to standard error at `warn`, or as `THIN_DIRECTOR_LOG` says (`info`, `thin_director=debug`).
+fn init_logging() {
+    use std::str::FromStr as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let targets = std::env::var("THIN_DIRECTOR_LOG")
+        .ok()
+        .and_then(|text| tracing_subscriber::filter::Targets::from_str(&text).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
+        });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(targets)
+        .init();
+}
