@@ -111,19 +111,31 @@ impl Step<'_> {
         self.reporter.end(&self, None);
     }
 
-    /// The step failed with `error`.
-    pub fn failed(self, error: &dyn std::fmt::Display) {
-        self.reporter.end(&self, Some(&format!("{error:#}")));
+    /// The step failed with `error` (printed with its causes).
+    pub fn failed(self, error: &(dyn std::error::Error + 'static)) {
+        self.reporter.end(&self, Some(&chain(error)));
     }
 
     /// Ends the step as `result` says and passes it on.
-    pub fn finish<T, E: std::fmt::Display>(self, result: Result<T, E>) -> Result<T, E> {
+    pub fn finish<T, E: std::error::Error + 'static>(self, result: Result<T, E>) -> Result<T, E> {
         match &result {
             Ok(_) => self.done(),
             Err(err) => self.failed(err),
         }
         result
     }
+}
+
+/// `error` and its causes, `: `-separated, as `anyhow` prints `{:#}`.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `HH:MM:SS`, as the bosh CLI shows step times.
@@ -161,7 +173,7 @@ mod tests {
         let sink = Sink::default();
         let reporter = Reporter::to(Box::new(sink.clone()), false);
         reporter.step("Creating missing vms", "web/0").done();
-        let err: Result<(), String> = Err("no capacity".into());
+        let err: Result<(), std::io::Error> = Err(std::io::Error::other("no capacity"));
         assert!(
             reporter
                 .step("Creating missing vms", "web/1")

@@ -1,0 +1,299 @@
+//! Deploys end to end on one machine: the example release (`examples/hello`) made into a tarball,
+//! deployed by the director library with the real `process-cpi`, real `bosh-agent` processes, a
+//! real `nats-server` and Ruby's ERB; then redeployed with changes, broken on purpose, and deleted.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thin_director::deploy::director::{Config, CpiChoice, Director};
+use thin_director::deploy::report::Reporter;
+use thin_director::deploy::{self, inspect};
+
+/// Where the example lives.
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
+}
+
+/// `bosh-agent`, built next to this test (see `process_cpi.rs`).
+fn bosh_agent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let agent = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("bosh-agent");
+    assert!(
+        agent.is_file(),
+        "{} is missing: build it first with `cargo build -j2 -p agent`",
+        agent.display()
+    );
+    agent
+}
+
+/// Progress text, kept for assertions.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Output {
+    /// The step lines printed since the last call, without their clock.
+    fn take(&self) -> Vec<String> {
+        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                line.split_once(" | ")
+                    .map_or(line, |(_, rest)| rest)
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    output: Output,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        thin_director::release::create::create(
+            &example().join("release"),
+            "hello",
+            "1",
+            &dir.path().join("hello-1.tgz"),
+        )
+        .unwrap();
+        std::fs::copy(
+            example().join("cloud-config.yml"),
+            dir.path().join("cloud-config.yml"),
+        )
+        .unwrap();
+        Fixture {
+            dir,
+            output: Output::default(),
+        }
+    }
+
+    /// Writes the example manifest with `edit` applied, as `name`.
+    fn manifest(&self, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+        let text = std::fs::read_to_string(example().join("manifest.yml")).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, edit(text)).unwrap();
+        path
+    }
+
+    async fn director(&self) -> Director {
+        let cpi = CpiChoice::Process {
+            executable: env!("CARGO_BIN_EXE_process-cpi").into(),
+            agent: bosh_agent(),
+        };
+        let mut config = Config::new(self.dir.path().join("state"), cpi);
+        config.agent_wait = Duration::from_secs(60);
+        Director::start(config, Reporter::to(Box::new(self.output.clone()), false))
+            .await
+            .unwrap()
+    }
+
+    async fn deploy(
+        &self,
+        director: &Director,
+        manifest: &Path,
+    ) -> deploy::Result<deploy::Summary> {
+        deploy::deploy(
+            director,
+            manifest,
+            &self.dir.path().join("cloud-config.yml"),
+        )
+        .await
+    }
+
+    /// The files of every VM of the process CPI matching `relative`.
+    fn vm_files(&self, relative: &str) -> Vec<String> {
+        let vms = self.dir.path().join("state/process-cpi/vms");
+        let mut found: Vec<String> = std::fs::read_dir(vms)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join(relative)).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    }
+}
+
+/// A second group, so that a change to one group leaves the other alone.
+fn with_second_group(text: String) -> String {
+    format!(
+        "{text}- name: other\n  instances: 1\n  azs: [z1]\n  vm_type: default\n  stemcell: default\n  networks:\n  - name: default\n  jobs:\n  - name: hello\n    release: hello\n    properties:\n      greeting: Hi\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_deploys_converges_updates_in_order_migrates_disks_and_is_deleted() {
+    let fixture = Fixture::new();
+    let director = fixture.director().await;
+
+    // An invalid manifest changes nothing.
+    let invalid = fixture.manifest("invalid.yml", |text| {
+        text.replace("vm_type: default", "vm_type: huge")
+    });
+    let err = fixture.deploy(&director, &invalid).await.unwrap_err();
+    assert!(
+        err.to_string().contains("instance_groups[0].vm_type"),
+        "{err}"
+    );
+    assert!(fixture.vm_files("agent.json").is_empty());
+
+    // A missing release tarball changes nothing either.
+    let missing = fixture.manifest("missing.yml", |text| {
+        text.replace("hello-1.tgz", "nope-1.tgz")
+    });
+    let err = fixture.deploy(&director, &missing).await.unwrap_err();
+    let text = thin_director::deploy::report::chain(&err);
+    assert!(text.contains("release 'hello'"), "{text}");
+    assert!(fixture.vm_files("agent.json").is_empty());
+    fixture.output.take();
+
+    // First deploy: 4 instances in two groups, one compilation, canary first.
+    let manifest = fixture.manifest("manifest.yml", with_second_group);
+    let summary = fixture.deploy(&director, &manifest).await.unwrap();
+    assert_eq!(
+        (summary.created, summary.updated, summary.deleted),
+        (4, 4, 0)
+    );
+    let lines = fixture.output.take();
+    let updates: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("Updating instance"))
+        .collect();
+    assert!(updates[0].contains("(0) (canary)"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Compiling packages: compilation-hello/")),
+        "{lines:#?}"
+    );
+    let rows = inspect::instances(&director, "hello").await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        assert_eq!(row.state, "running", "{row:?}");
+        assert_eq!(
+            row.processes,
+            [("hello".to_owned(), "running".to_owned())],
+            "{row:?}"
+        );
+    }
+    let greetings = fixture.vm_files("sys/log/hello/hello.stdout.log");
+    assert_eq!(
+        greetings
+            .iter()
+            .filter(|g| g.starts_with("Hello from hello/"))
+            .count(),
+        3,
+        "{greetings:?}"
+    );
+    assert_eq!(
+        greetings
+            .iter()
+            .filter(|g| g.starts_with("Hi from other/0"))
+            .count(),
+        1,
+        "{greetings:?}"
+    );
+
+    // The same manifest again touches nothing.
+    let summary = fixture.deploy(&director, &manifest).await.unwrap();
+    assert_eq!(
+        (summary.created, summary.updated, summary.deleted),
+        (0, 0, 0)
+    );
+    fixture.output.take();
+
+    // A changed property of one group updates only that group: canary, then AZ by AZ.
+    let changed = fixture.manifest("changed.yml", |text| {
+        with_second_group(text.replacen("greeting: Hello", "greeting: Bonjour", 1))
+    });
+    let summary = fixture.deploy(&director, &changed).await.unwrap();
+    assert_eq!(summary.updated, 3);
+    let lines = fixture.output.take();
+    let updates: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("Updating instance"))
+        .collect();
+    assert_eq!(updates.len(), 3, "{lines:#?}");
+    assert!(
+        updates
+            .iter()
+            .all(|l| l.starts_with("Updating instance hello:")),
+        "{lines:#?}"
+    );
+    assert!(updates[0].contains("(0) (canary)"), "{lines:#?}");
+    let greetings = fixture.vm_files("sys/log/hello/hello.stdout.log");
+    assert_eq!(
+        greetings
+            .iter()
+            .filter(|g| g.contains("Bonjour from hello/"))
+            .count(),
+        3,
+        "{greetings:?}"
+    );
+
+    // A bigger disk: a new disk, the data migrated (the dummy platform records it), the old gone.
+    let bigger = fixture.manifest("bigger.yml", |text| {
+        with_second_group(
+            text.replacen("greeting: Hello", "greeting: Bonjour", 1)
+                .replace("persistent_disk: 1024", "persistent_disk: 2048"),
+        )
+    });
+    fixture.deploy(&director, &bigger).await.unwrap();
+    let migrations = fixture.vm_files("bosh/disk_migrations.json");
+    assert_eq!(migrations.len(), 3, "{migrations:?}");
+    let starts = fixture.vm_files("store/hello/starts");
+    assert!(
+        starts.iter().filter(|s| s.trim() == "3").count() >= 3,
+        "{starts:?}"
+    );
+
+    // A failing pre-start stops the deploy naming the instance; fixing it converges.
+    let failing = fixture.manifest("failing.yml", |text| {
+        with_second_group(text.replace(
+            "greeting: Hello",
+            "greeting: Hello\n      pre_start_fails: true",
+        ))
+    });
+    let err = fixture.deploy(&director, &failing).await.unwrap_err();
+    let text = thin_director::deploy::report::chain(&err);
+    assert!(text.starts_with("hello/"), "{text}");
+    assert!(text.contains("pre-start"), "{text}");
+    let summary = fixture.deploy(&director, &manifest).await.unwrap();
+    assert!(summary.updated >= 1, "{summary:?}");
+    let rows = inspect::instances(&director, "hello").await.unwrap();
+    assert!(rows.iter().all(|row| row.state == "running"), "{rows:?}");
+
+    // Deleting the deployment leaves no VM and no disk.
+    assert_eq!(
+        inspect::delete_deployment(&director, "hello")
+            .await
+            .unwrap(),
+        4
+    );
+    let vms = std::fs::read_dir(fixture.dir.path().join("state/process-cpi/vms"))
+        .unwrap()
+        .count();
+    assert_eq!(vms, 0);
+    director.stop().await;
+}
