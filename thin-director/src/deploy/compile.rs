@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::agent_client::AgentClient;
 use crate::deploy::director::Director;
-use crate::deploy::spec::PackageRef;
+use crate::deploy::spec::{self, PackageRef};
 use crate::deploy::vm::{self, VmRequest};
 use crate::deploy::{Error, Result, Target};
 use crate::manifest::cloud_config::NetworkKind;
@@ -288,18 +288,13 @@ fn compilation_network(
             "compilation network {name} is not in the cloud config"
         ))
     })?;
-    let defaults = json!(["dns", "gateway", "addressable"]);
+    let defaults = ["dns", "gateway", "addressable"];
     match &network.kind {
         NetworkKind::Dynamic {
             dns,
             cloud_properties,
         } => Ok((
-            json!({name: {
-                "type": "dynamic",
-                "dns": dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "default": defaults,
-                "cloud_properties": cloud_properties,
-            }}),
+            json!({name: spec::dynamic_network(dns, cloud_properties, &defaults)}),
             None,
         )),
         NetworkKind::Manual { subnets } => {
@@ -314,16 +309,7 @@ fn compilation_network(
                 })?;
             taken.insert(ip);
             Ok((
-                json!({name: {
-                    "type": "manual",
-                    "ip": ip.to_string(),
-                    "netmask": subnet.range.netmask().to_string(),
-                    "prefix": subnet.range.prefix().to_string(),
-                    "gateway": subnet.gateway.to_string(),
-                    "dns": subnet.dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "default": defaults,
-                    "cloud_properties": subnet.cloud_properties,
-                }}),
+                json!({name: spec::manual_network(subnet, ip, &defaults)}),
                 Some(ip),
             ))
         }

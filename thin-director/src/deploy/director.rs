@@ -218,6 +218,17 @@ impl Director {
             .agent_settings(BLOBSTORE_USER, &password, self.ca.certificate())
     }
 
+    /// The recorded instances of `deployment`; `None` when it does not exist.
+    pub async fn instances_of(&self, deployment: &str) -> Option<Vec<crate::state::Instance>> {
+        self.state
+            .lock()
+            .await
+            .get()
+            .deployments
+            .get(deployment)
+            .map(|d| d.instances.clone())
+    }
+
     /// Lets `agent_id` on the bus (with every agent of the state).
     pub async fn allow_agent(&self, agent_id: &str) -> Result<()> {
         let mut agents: BTreeSet<String> = {

@@ -37,13 +37,8 @@ pub struct Row {
 /// The rows of `deployment`.
 pub async fn instances(director: &Director, deployment: &str) -> Result<Vec<Row>> {
     let recorded = director
-        .state
-        .lock()
+        .instances_of(deployment)
         .await
-        .get()
-        .deployments
-        .get(deployment)
-        .map(|d| d.instances.clone())
         .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
     // Agents reconnect to a freshly started director within seconds: wait for them all at once.
     let answers = futures_util::future::join_all(recorded.iter().map(|record| async move {
@@ -149,13 +144,8 @@ pub fn table(rows: &[Row]) -> String {
 /// forgets it.
 pub async fn delete_deployment(director: &Director, deployment: &str) -> Result<usize> {
     let recorded = director
-        .state
-        .lock()
+        .instances_of(deployment)
         .await
-        .get()
-        .deployments
-        .get(deployment)
-        .map(|d| d.instances.clone())
         .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
     for record in &recorded {
         let name = format!("{}/{} ({})", record.group, record.id, record.index);

@@ -404,14 +404,9 @@ async fn upload_stemcell(
 
 /// Places every instance of every service group, keeping ids and addresses from the state.
 async fn plan(director: &Director, target: &Target) -> Result<Vec<Planned>> {
-    let recorded: Vec<state::Instance> = director
-        .state
-        .lock()
+    let recorded = director
+        .instances_of(&target.deployment.name)
         .await
-        .get()
-        .deployments
-        .get(&target.deployment.name)
-        .map(|d| d.instances.clone())
         .unwrap_or_default();
     let mut in_use: BTreeSet<IpAddr> = BTreeSet::new();
     let mut planned = Vec::new();
@@ -555,14 +550,9 @@ async fn delete_obsolete(
     target: &Target,
     planned: &[Planned],
 ) -> Result<usize> {
-    let recorded: Vec<state::Instance> = director
-        .state
-        .lock()
+    let recorded = director
+        .instances_of(&target.deployment.name)
         .await
-        .get()
-        .deployments
-        .get(&target.deployment.name)
-        .map(|d| d.instances.clone())
         .unwrap_or_default();
     let obsolete: Vec<&state::Instance> = recorded
         .iter()
@@ -810,15 +800,7 @@ async fn group_blobs(
 
 /// `post-deploy` on every instance of the deployment, at once.
 async fn post_deploy(director: &Director, deployment: &str) -> Result<()> {
-    let instances: Vec<state::Instance> = director
-        .state
-        .lock()
-        .await
-        .get()
-        .deployments
-        .get(deployment)
-        .map(|d| d.instances.clone())
-        .unwrap_or_default();
+    let instances = director.instances_of(deployment).await.unwrap_or_default();
     let runs = instances.iter().filter_map(|instance| {
         let vm = instance.vm.as_ref()?;
         let name = format!("{}/{}", instance.group, instance.id);

@@ -3,12 +3,14 @@
 //! (`instance_spec.rb`'s `as_apply_spec` keys, `reference/director-cpi.md` §2.4).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
 use crate::manifest::cloud_config::NetworkKind;
 use crate::manifest::deployment::{DefaultFor, InstanceGroup};
 use crate::manifest::placement::{Address, Placement};
+use crate::manifest::subnet::Subnet;
 use crate::manifest::{CloudConfig, Deployment};
 use crate::template::{InstanceSpec, NetworkSpec, RenderedTemplates, SpecJob};
 
@@ -49,36 +51,47 @@ pub fn network_settings(instance: &Instance<'_>, cloud: &CloudConfig) -> Value {
             (
                 NetworkKind::Manual { subnets },
                 Address::Static { ip, subnet } | Address::Allocated { ip, subnet },
-            ) => {
-                let subnet = &subnets[subnet];
-                json!({
-                    "type": "manual",
-                    "ip": ip.to_string(),
-                    "netmask": subnet.range.netmask().to_string(),
-                    "prefix": subnet.range.prefix().to_string(),
-                    "gateway": subnet.gateway.to_string(),
-                    "dns": subnet.dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "default": defaults,
-                    "cloud_properties": subnet.cloud_properties,
-                })
-            }
+            ) => manual_network(&subnets[subnet], ip, &defaults),
             (
                 NetworkKind::Dynamic {
                     dns,
                     cloud_properties,
                 },
                 _,
-            ) => json!({
-                "type": "dynamic",
-                "dns": dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "default": defaults,
-                "cloud_properties": cloud_properties,
-            }),
+            ) => dynamic_network(dns, cloud_properties, &defaults),
             (NetworkKind::Manual { .. }, Address::Dynamic) => continue,
         };
         settings.insert(address.network.clone(), value);
     }
     Value::Object(settings)
+}
+
+/// The settings of a manual network: the address `ip` in `subnet`.
+pub fn manual_network(subnet: &Subnet, ip: IpAddr, defaults: &[&str]) -> Value {
+    json!({
+        "type": "manual",
+        "ip": ip.to_string(),
+        "netmask": subnet.range.netmask().to_string(),
+        "prefix": subnet.range.prefix().to_string(),
+        "gateway": subnet.gateway.to_string(),
+        "dns": subnet.dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "default": defaults,
+        "cloud_properties": subnet.cloud_properties,
+    })
+}
+
+/// The settings of a dynamic network (the IaaS assigns the address).
+pub fn dynamic_network(
+    dns: &[IpAddr],
+    cloud_properties: &Map<String, Value>,
+    defaults: &[&str],
+) -> Value {
+    json!({
+        "type": "dynamic",
+        "dns": dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "default": defaults,
+        "cloud_properties": cloud_properties,
+    })
 }
 
 /// What `network` is the default for in `group`: everything when it is the only network.
