@@ -5,6 +5,7 @@
 //! thin-director [--state-dir DIR] [--json] [--cpi PATH [--cpi-arg ARG]...] <command>
 //!   deploy MANIFEST --cloud-config FILE     deploy (create, update, converge) a deployment
 //!   instances DEPLOYMENT                    its instances, process states and IPs
+//!   recreate DEPLOYMENT GROUP/INDEX         replace an instance's VM, keeping its disk
 //!   delete-deployment DEPLOYMENT            stop and delete its VMs and disks
 //!   create-release DIR --name N --version V --output FILE
 //! ```
@@ -54,6 +55,13 @@ enum Command {
     Instances {
         /// The deployment.
         deployment: String,
+    },
+    /// Replace an instance's VM (its disk kept) and converge the deployment.
+    Recreate {
+        /// The deployment.
+        deployment: String,
+        /// `<group>/<index>` or `<group>/<id>`.
+        instance: String,
     },
     /// Stop and delete a deployment's VMs and disks.
     DeleteDeployment {
@@ -163,6 +171,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     director.report.line(&inspect::table(&rows));
                 }
             })
+            .map_err(anyhow::Error::from),
+        Command::Recreate {
+            deployment,
+            instance,
+        } => deploy::recreate(&director, deployment, instance)
+            .await
+            .map(drop)
             .map_err(anyhow::Error::from),
         Command::DeleteDeployment { deployment } => {
             inspect::delete_deployment(&director, deployment)

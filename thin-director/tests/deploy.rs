@@ -307,6 +307,22 @@ async fn the_example_deploys_converges_updates_in_order_migrates_disks_and_is_de
     let rows = inspect::instances(&director, "hello").await.unwrap();
     assert!(rows.iter().all(|row| row.state == "running"), "{rows:?}");
 
+    // Recreating an instance gives it a new VM with the same disk, and leaves the others alone.
+    let before = inspect::instances(&director, "hello").await.unwrap();
+    let summary = deploy::recreate(&director, "hello", "hello/1")
+        .await
+        .unwrap();
+    assert_eq!((summary.created, summary.updated), (1, 1), "{summary:?}");
+    let after = inspect::instances(&director, "hello").await.unwrap();
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.instance, new.instance);
+        assert_eq!(
+            old.vm_cid != new.vm_cid,
+            old.instance.starts_with("hello/") && old.index == 1
+        );
+        assert_eq!(new.state, "running", "{new:?}");
+    }
+
     // Deleting the deployment leaves no VM and no disk.
     assert_eq!(
         inspect::delete_deployment(&director, "hello")

@@ -358,6 +358,31 @@ pub async fn update(
     save(director, deployment, instance).await
 }
 
+/// Deletes the instance's VM, keeping its disk (detached) for the VM that replaces it; an agent or
+/// VM that is gone already is no obstacle. The instance then has no VM in the state.
+pub async fn delete_vm_keeping_disk(
+    director: &Director,
+    deployment: &str,
+    instance: &mut state::Instance,
+) -> Result<()> {
+    let Some(vm) = instance.vm.clone() else {
+        return Ok(());
+    };
+    let agent = AgentClient::new(&director.bus, &vm.agent_id);
+    if agent.wait_until_ready(RECONNECT_WAIT).await.is_ok() {
+        if let Err(err) = agent.stop().await {
+            tracing::warn!(vm = %vm.cid, error = %err, "stopping jobs before deleting their VM");
+        }
+    }
+    if let Some(disk) = &instance.disk {
+        director.cpi.detach_disk(&vm.cid, &disk.cid).await?;
+    }
+    vm::delete(director, &vm.cid).await?;
+    instance.vm = None;
+    instance.applied_spec_sha1 = None;
+    save(director, deployment, instance).await
+}
+
 /// Stops an instance that is no longer wanted and deletes its VM and disk.
 pub async fn delete(
     director: &Director,

@@ -245,16 +245,101 @@ pub struct Summary {
 
 /// Deploys `manifest` with `cloud_config` (both paths of YAML files).
 pub async fn deploy(director: &Director, manifest: &Path, cloud_config: &Path) -> Result<Summary> {
-    let started = Instant::now();
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })
     };
-    let (deployment, cloud) = manifest::load(&read(manifest)?, &read(cloud_config)?)?;
-    let manifest_dir = manifest.parent().unwrap_or(Path::new("."));
+    let manifest_dir =
+        std::path::absolute(manifest.parent().unwrap_or(Path::new("."))).map_err(|source| {
+            Error::Io {
+                path: manifest.to_owned(),
+                source,
+            }
+        })?;
+    deploy_texts(
+        director,
+        &read(manifest)?,
+        &read(cloud_config)?,
+        &manifest_dir,
+    )
+    .await
+}
+
+/// Deploys again what the last deploy of `deployment` asked for (after `recreate` deleted a VM, or
+/// when resurrecting one).
+pub async fn converge(director: &Director, deployment: &str) -> Result<Summary> {
+    let recorded = director
+        .state
+        .lock()
+        .await
+        .get()
+        .deployments
+        .get(deployment)
+        .cloned()
+        .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
+    deploy_texts(
+        director,
+        &recorded.manifest,
+        &recorded.cloud_config,
+        &recorded.manifest_dir,
+    )
+    .await
+}
+
+/// Deletes the VM of instance `instance` (`<group>/<index>` or `<group>/<id>`) of `deployment`,
+/// keeping its disk, and converges: the instance gets a new VM, its disk and its jobs again
+/// (`bosh recreate`).
+pub async fn recreate(director: &Director, deployment: &str, instance: &str) -> Result<Summary> {
+    let (group, which) = instance.split_once('/').ok_or_else(|| {
+        Error::Plan(format!(
+            "instance '{instance}' is not <group>/<index or id>"
+        ))
+    })?;
+    let records = director
+        .instances_of(deployment)
+        .await
+        .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
+    let mut record = records
+        .into_iter()
+        .find(|r| r.group == group && (r.id == which || r.index.to_string() == which))
+        .ok_or_else(|| {
+            Error::Plan(format!(
+                "deployment '{deployment}' has no instance {instance}"
+            ))
+        })?;
+    let name = format!("{}/{} ({})", record.group, record.id, record.index);
+    let step = director.report.step("Deleting VM", &name);
+    step.finish(instance::delete_vm_keeping_disk(director, deployment, &mut record).await)?;
+    converge(director, deployment).await
+}
+
+/// Deploys a manifest and cloud config given as text; relative release URLs are read from
+/// `manifest_dir`.
+pub async fn deploy_texts(
+    director: &Director,
+    manifest_text: &str,
+    cloud_config_text: &str,
+    manifest_dir: &Path,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let (deployment, cloud) = manifest::load(manifest_text, cloud_config_text)?;
     let releases = load_releases(director, &deployment, manifest_dir).await?;
+    // What was asked is recorded before anything changes, so that a recreate or a resurrection
+    // converges to it.
+    let (name, manifest_text, cloud_text, dir) = (
+        deployment.name.clone(),
+        manifest_text.to_owned(),
+        cloud_config_text.to_owned(),
+        manifest_dir.to_owned(),
+    );
+    director.state.lock().await.update(|doc| {
+        let recorded = doc.deployments.entry(name).or_default();
+        recorded.manifest = manifest_text;
+        recorded.cloud_config = cloud_text;
+        recorded.manifest_dir = dir;
+    })?;
     let (stemcell, stemcell_cid) = upload_stemcell(director, &deployment).await?;
     let target = Target {
         deployment,

@@ -36,10 +36,16 @@ pub struct DirectorState {
     pub compiled_packages: BTreeMap<String, CompiledPackage>,
 }
 
-/// A deployment's instances and disks.
+/// A deployment: what was asked last, its instances and disks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Deployment {
+    /// The manifest of the last deploy (its text), what `recreate` and resurrection converge to.
+    pub manifest: String,
+    /// The cloud config of the last deploy (its text).
+    pub cloud_config: String,
+    /// The directory relative release URLs of the manifest are read from.
+    pub manifest_dir: std::path::PathBuf,
     /// Its instances, in group and index order.
     pub instances: Vec<Instance>,
     /// Disks no instance uses any more, to delete.
