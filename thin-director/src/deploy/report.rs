@@ -84,6 +84,7 @@ impl Reporter {
                 "step": step.name,
                 "state": if error.is_some() { "failed" } else { "done" },
                 "seconds": took.as_secs_f64(),
+                "at": self.started.elapsed().as_secs_f64(),
             });
             if let Some(error) = error {
                 event["error"] = serde_json::Value::from(error);
