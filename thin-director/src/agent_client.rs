@@ -339,9 +339,11 @@ impl<'a> AgentClient<'a> {
         }
     }
 
-    /// `run_errand`: `{stdout, stderr, exit_code}`.
-    pub async fn run_errand(&self) -> Result<Value> {
-        self.task("run_errand", vec![], None).await
+    /// `run_errand`, of the errand job `job` when given (else the apply spec's first job):
+    /// `{stdout, stderr, exit_code}`.
+    pub async fn run_errand(&self, job: Option<&str>) -> Result<Value> {
+        let arguments = job.map(|job| vec![json!(job)]).unwrap_or_default();
+        self.task("run_errand", arguments, None).await
     }
 
     /// Sends `method` and, when it answers a task handle, polls `get_task` until it is done, for up

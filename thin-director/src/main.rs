@@ -7,6 +7,10 @@
 //!   instances DEPLOYMENT                    its instances, process states and IPs
 //!   recreate DEPLOYMENT GROUP/INDEX         replace an instance's VM, keeping its disk
 //!   delete-deployment DEPLOYMENT            stop and delete its VMs and disks
+//!   logs DEPLOYMENT [GROUP[/INDEX|/ID]] [--dir DIR] [--agent|--system]
+//!                                           fetch instances' logs into DIR/<group>.<id>/
+//!   cck DEPLOYMENT [--resolve]              scan for (and recreate) missing or broken VMs
+//!   run-errand DEPLOYMENT NAME [--keep-alive]  run an errand, print its output
 //!   create-release DIR --name N --version V --output FILE
 //! ```
 
@@ -17,7 +21,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
-use thin_director::deploy::{self, inspect};
+use thin_director::deploy::{self, cck, errand, inspect, logs};
 
 #[derive(Debug, Parser)]
 #[command(name = "thin-director", about = "The thin BOSH director")]
@@ -67,6 +71,42 @@ enum Command {
     DeleteDeployment {
         /// The deployment.
         deployment: String,
+    },
+    /// Fetch instances' logs (`bosh logs`) into DIR/<group>.<id>/.
+    Logs {
+        /// The deployment.
+        deployment: String,
+        /// `<group>`, `<group>/<index>` or `<group>/<id>` (default: every instance).
+        instance: Option<String>,
+        /// Where to unpack them.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The agent's own logs instead of the jobs'.
+        #[arg(long, conflicts_with = "system")]
+        agent: bool,
+        /// The system's logs instead of the jobs'.
+        #[arg(long)]
+        system: bool,
+    },
+    /// Scan a deployment for missing VMs, unresponsive agents and unmounted disks (`bosh cck`);
+    /// exits non-zero while problems remain.
+    Cck {
+        /// The deployment.
+        deployment: String,
+        /// Recreate the instances with problems, then scan again.
+        #[arg(long)]
+        resolve: bool,
+    },
+    /// Run an errand (an errand instance group, or a job with `bin/run`); exits non-zero when
+    /// it does.
+    RunErrand {
+        /// The deployment.
+        deployment: String,
+        /// The errand.
+        name: String,
+        /// Keep the errand's VMs afterwards.
+        #[arg(long)]
+        keep_alive: bool,
     },
     /// Make a release tarball from a release directory.
     CreateRelease {
@@ -185,6 +225,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
+        Command::Logs {
+            deployment,
+            instance,
+            dir,
+            agent,
+            system,
+        } => {
+            let log_type = match (agent, system) {
+                (true, _) => logs::LogType::Agent,
+                (_, true) => logs::LogType::System,
+                _ => logs::LogType::Job,
+            };
+            logs::logs(&director, deployment, instance.as_deref(), log_type, dir)
+                .await
+                .map(|fetched| {
+                    for logs in fetched {
+                        director.report.item(
+                            &format!("{}: {}", logs.instance, logs.dir.display()),
+                            &serde_json::json!({
+                                "type": "logs", "instance": logs.instance, "dir": logs.dir,
+                            }),
+                        );
+                    }
+                })
+                .map_err(anyhow::Error::from)
+        }
+        Command::Cck {
+            deployment,
+            resolve,
+        } => match cck::cck(&director, deployment, *resolve).await {
+            Ok(problems) if problems.is_empty() => Ok(()),
+            Ok(problems) => Err(anyhow::anyhow!(
+                "{} in deployment '{deployment}'",
+                cck::count_line(problems.len())
+            )),
+            Err(err) => Err(err.into()),
+        },
+        Command::RunErrand {
+            deployment,
+            name,
+            keep_alive,
+        } => match errand::run_errand(&director, deployment, name, *keep_alive).await {
+            Ok(runs) => {
+                errand::print(&director, &runs);
+                match errand::failure(name, &runs) {
+                    None => Ok(()),
+                    Some(failure) => Err(anyhow::anyhow!(failure)),
+                }
+            }
+            Err(err) => Err(err.into()),
+        },
         Command::CreateRelease { .. } => Ok(()),
     };
     director.stop().await;

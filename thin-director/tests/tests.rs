@@ -6,6 +6,7 @@
 // An integration test binary is a test module of its own.
 #![allow(clippy::tests_outside_test_module)]
 
+mod commands;
 mod deploy;
 mod manifest;
 mod process_cpi;

@@ -16,18 +16,26 @@
 //! Every completed step is in the state ([`crate::state`]), so running the deploy again after a
 //! failure or a crash converges from where it stopped.
 //!
+//! Errand groups (`lifecycle: errand`) are not deployed: [`errand`] places, creates, updates, runs
+//! and deletes them on demand, reusing these steps; a deploy leaves alone the errand VMs
+//! `run-errand --keep-alive` kept. Next to the deploy are the commands on a deployed deployment:
+//! [`logs`], [`cck`] and [`inspect`].
+//!
 //! Not yet done (see the issue): `serial: false` groups run one after another like serial ones,
-//! errand groups (`lifecycle: errand`) are not deployed, and stemcell tarballs are not read (the
-//! CPI gets an empty image file, which the process CPI needs no more than).
+//! and stemcell tarballs are not read (the CPI gets an empty image file, which the process CPI
+//! needs no more than).
 
 // A deploy's error is returned once, at the end of a failed step; boxing every cause to keep the
 // `Result` small would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod cck;
 pub mod compile;
 pub mod director;
+pub mod errand;
 pub mod inspect;
 pub mod instance;
+pub mod logs;
 pub mod report;
 pub mod spec;
 pub mod vm;
@@ -108,6 +116,15 @@ pub enum Error {
     /// A CPI call failed.
     #[error(transparent)]
     Cpi(#[from] cpi::Error),
+    /// An instance's logs could not be fetched.
+    #[error("fetching the logs of {instance}")]
+    Logs {
+        /// `<group>/<id> (<index>)`.
+        instance: String,
+        /// The cause.
+        #[source]
+        source: logs::Error,
+    },
     /// An agent failed or answered with an error.
     #[error("{instance}")]
     Agent {
@@ -286,6 +303,31 @@ pub async fn converge(director: &Director, deployment: &str) -> Result<Summary> 
         &recorded.manifest_dir,
     )
     .await
+}
+
+/// The target of the last deploy of `deployment`, read again from the state: its manifest and
+/// cloud config checked, its releases read, its stemcell's cid (for `run-errand`).
+pub async fn recorded_target(director: &Director, deployment: &str) -> Result<Target> {
+    let recorded = director
+        .state
+        .lock()
+        .await
+        .get()
+        .deployments
+        .get(deployment)
+        .cloned()
+        .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
+    let (deployment, cloud) = manifest::load(&recorded.manifest, &recorded.cloud_config)?;
+    let releases = load_releases(director, &deployment, &recorded.manifest_dir).await?;
+    let (stemcell, stemcell_cid) = upload_stemcell(director, &deployment).await?;
+    Ok(Target {
+        deployment,
+        cloud,
+        releases,
+        stemcell,
+        stemcell_cid,
+        stemcell_api_version: Some(2),
+    })
 }
 
 /// Deletes the VM of instance `instance` (`<group>/<index>` or `<group>/<id>`) of `deployment`,
@@ -489,6 +531,50 @@ async fn upload_stemcell(
 
 /// Places every instance of every service group, keeping ids and addresses from the state.
 async fn plan(director: &Director, target: &Target) -> Result<Vec<Planned>> {
+    plan_groups(director, target, |group| {
+        group.lifecycle == Lifecycle::Service
+    })
+    .await
+}
+
+/// Places the instances of errand group `name` on demand (`run-errand`); a deploy never does.
+/// Every service group is placed with it, in manifest order as a deploy places them, so that the
+/// errand's addresses are those a deploy leaves free. Returns the errand's instances and every
+/// address placed (for compilation VMs to avoid).
+pub async fn plan_errand(
+    director: &Director,
+    target: &Target,
+    name: &str,
+) -> Result<(Vec<Planned>, BTreeSet<IpAddr>)> {
+    let is_errand =
+        |group: &InstanceGroup| group.name == name && group.lifecycle == Lifecycle::Errand;
+    if !target.deployment.instance_groups.iter().any(is_errand) {
+        return Err(Error::Plan(format!(
+            "deployment '{}' has no errand instance group '{name}'",
+            target.deployment.name
+        )));
+    }
+    let planned = plan_groups(director, target, |group| {
+        group.lifecycle == Lifecycle::Service || is_errand(group)
+    })
+    .await?;
+    let taken = planned
+        .iter()
+        .flat_map(|p| p.placement.networks.iter().filter_map(|n| n.address.ip()))
+        .collect();
+    let errand = planned
+        .into_iter()
+        .filter(|p| p.group_name == name)
+        .collect();
+    Ok((errand, taken))
+}
+
+/// Places every instance of the groups `wanted` picks, keeping ids and addresses from the state.
+async fn plan_groups(
+    director: &Director,
+    target: &Target,
+    wanted: impl Fn(&InstanceGroup) -> bool,
+) -> Result<Vec<Planned>> {
     let recorded = director
         .instances_of(&target.deployment.name)
         .await
@@ -496,7 +582,7 @@ async fn plan(director: &Director, target: &Target) -> Result<Vec<Planned>> {
     let mut in_use: BTreeSet<IpAddr> = BTreeSet::new();
     let mut planned = Vec::new();
     for (group_index, group) in target.deployment.instance_groups.iter().enumerate() {
-        if group.lifecycle == Lifecycle::Errand {
+        if !wanted(group) {
             continue;
         }
         let previous: Vec<BTreeMap<String, IpAddr>> = (0..group.instances)
@@ -639,12 +725,22 @@ async fn delete_obsolete(
         .instances_of(&target.deployment.name)
         .await
         .unwrap_or_default();
+    // Errand instances a `run-errand --keep-alive` left running are the errand's to delete, as
+    // long as the manifest still has their errand group.
+    let errand_groups: BTreeSet<&str> = target
+        .deployment
+        .instance_groups
+        .iter()
+        .filter(|group| group.lifecycle == Lifecycle::Errand)
+        .map(|group| group.name.as_str())
+        .collect();
     let obsolete: Vec<&state::Instance> = recorded
         .iter()
         .filter(|i| {
-            !planned
-                .iter()
-                .any(|p| p.group_name == i.group && p.index() == i.index)
+            !errand_groups.contains(i.group.as_str())
+                && !planned
+                    .iter()
+                    .any(|p| p.group_name == i.group && p.index() == i.index)
         })
         .collect();
     for instance in &obsolete {

@@ -64,6 +64,21 @@ impl Reporter {
         }
     }
 
+    /// Prints a result of a command: `text` as is, or with `--json` the object `event` (whose
+    /// `type` says what it is) on one line.
+    pub fn item(&self, text: &str, event: &serde_json::Value) {
+        if self.json {
+            self.write(&event.to_string());
+        } else {
+            self.write(text);
+        }
+    }
+
+    /// Whether it prints JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// How long since the reporter was made.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -193,6 +208,22 @@ mod tests {
                 "Creating missing vms: web/1 (00:00:00) failed: no capacity"
             ]
         );
+    }
+
+    #[test]
+    fn items_print_their_text_or_their_json_event() {
+        let event = serde_json::json!({"type": "problems", "count": 0});
+        for (json, expected) in [
+            (false, "0 problems\n"),
+            (true, "{\"count\":0,\"type\":\"problems\"}\n"),
+        ] {
+            let sink = Sink::default();
+            let reporter = Reporter::to(Box::new(sink.clone()), json);
+            assert_eq!(reporter.is_json(), json);
+            reporter.item("0 problems", &event);
+            let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(text, expected);
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod job_spec;
 pub mod release_manifest;
 pub mod tarball;
 
-mod tree;
+pub(crate) mod tree;
 
 use std::collections::BTreeMap;
 use std::fs;
