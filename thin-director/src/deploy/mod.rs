@@ -45,7 +45,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 use sha1::{Digest as _, Sha1};
 
@@ -652,21 +652,24 @@ fn spec_instance<'a>(planned: &'a Planned, group: &'a InstanceGroup) -> spec::In
     }
 }
 
-/// Renders every planned instance's templates (all before any VM is touched).
+/// How many instances are rendered at once (each is one `ruby` process per job).
+fn render_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Renders every planned instance's templates (all before any VM is touched), a few instances at
+/// once; the results are in `planned`'s order.
 async fn render_all(
     director: &Director,
     target: &Target,
     planned: &[Planned],
 ) -> Result<Vec<RenderedTemplates>> {
+    // Each job's sources are read once, whatever the number of instances.
     let mut jobs_cache: BTreeMap<(String, String), template::Job> = BTreeMap::new();
-    let mut rendered = Vec::with_capacity(planned.len());
+    let mut inputs = Vec::with_capacity(planned.len());
     for instance in planned {
         let group = instance.group(target);
         let name = format!("{}/{}", group.name, instance.placement.index);
-        let template_error = |source| Error::Template {
-            instance: name.clone(),
-            source,
-        };
         let mut jobs = Vec::new();
         for job in &group.jobs {
             let key = (job.release.clone(), job.name.clone());
@@ -679,7 +682,10 @@ async fn render_all(
                     ))
                 })?;
                 let loaded = template::Job::from_dir(release_job.spec.clone(), &release_job.dir)
-                    .map_err(template_error)?;
+                    .map_err(|source| Error::Template {
+                        instance: name.clone(),
+                        source,
+                    })?;
                 jobs_cache.insert(key.clone(), loaded);
             }
             let properties = job
@@ -695,24 +701,34 @@ async fn render_all(
                 });
             jobs.push((key, properties));
         }
-        let pairs: Vec<(&template::Job, &Value)> = jobs
-            .iter()
-            .map(|(key, properties)| (&jobs_cache[key], properties))
-            .collect();
         let spec = spec::template_spec(
             &spec_instance(instance, group),
             &target.deployment,
             &instance.networks,
         );
-        let step = director.report.step("Rendering templates", &name);
-        let result = director
-            .renderer
-            .render_instance(&pairs, &spec)
-            .await
-            .map_err(template_error);
-        rendered.push(step.finish(result)?);
+        inputs.push((name, jobs, spec));
     }
-    Ok(rendered)
+    let jobs_cache = &jobs_cache;
+    futures_util::stream::iter(inputs)
+        .map(|(name, jobs, spec)| async move {
+            let pairs: Vec<(&template::Job, &Value)> = jobs
+                .iter()
+                .map(|(key, properties)| (&jobs_cache[key], properties))
+                .collect();
+            let step = director.report.step("Rendering templates", &name);
+            let result = director
+                .renderer
+                .render_instance(&pairs, &spec)
+                .await
+                .map_err(|source| Error::Template {
+                    instance: name.clone(),
+                    source,
+                });
+            step.finish(result)
+        })
+        .buffered(render_parallelism())
+        .try_collect()
+        .await
 }
 
 /// Deletes the recorded instances the plan does not have.
