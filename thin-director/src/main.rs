@@ -7,6 +7,8 @@
 //!   instances DEPLOYMENT                    its instances, process states and IPs
 //!   recreate DEPLOYMENT GROUP/INDEX         replace an instance's VM, keeping its disk
 //!   delete-deployment DEPLOYMENT            stop and delete its VMs and disks
+//!   serve [--agent-timeout SECS] [--no-resurrect] [--for SECS]
+//!                                           run the health monitor until SIGINT/SIGTERM
 //!   create-release DIR --name N --version V --output FILE
 //! ```
 
@@ -18,6 +20,7 @@ use clap::{Parser, Subcommand};
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
 use thin_director::deploy::{self, inspect};
+use thin_director::health;
 
 #[derive(Debug, Parser)]
 #[command(name = "thin-director", about = "The thin BOSH director")]
@@ -67,6 +70,20 @@ enum Command {
     DeleteDeployment {
         /// The deployment.
         deployment: String,
+    },
+    /// Run the director (NATS up for agents) with its health monitor until SIGINT or SIGTERM:
+    /// report alerts and missing agents, and resurrect instances whose agents went silent. It
+    /// holds the state lock: deploy and the other commands fail until it stops.
+    Serve {
+        /// Seconds an agent may stay silent before it is missing.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        agent_timeout: u64,
+        /// Only report missing agents; resurrect nothing.
+        #[arg(long)]
+        no_resurrect: bool,
+        /// Stop after SECS seconds (for tests and scripts).
+        #[arg(long = "for", value_name = "SECS")]
+        for_secs: Option<u64>,
     },
     /// Make a release tarball from a release directory.
     CreateRelease {
@@ -185,10 +202,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
+        Command::Serve {
+            agent_timeout,
+            no_resurrect,
+            for_secs,
+        } => {
+            let config = health::Config {
+                agent_timeout: Duration::from_secs(*agent_timeout),
+                resurrect: !no_resurrect,
+                ..health::Config::default()
+            };
+            health::run(&director, &config, serve_until(*for_secs))
+                .await
+                .map_err(anyhow::Error::from)
+        }
         Command::CreateRelease { .. } => Ok(()),
     };
     director.stop().await;
     outcome
+}
+
+/// SIGINT, SIGTERM or, with `--for`, the end of that many seconds.
+async fn serve_until(for_secs: Option<u64>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let limit = async {
+        match for_secs {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!(
+            "thin-director: installing signal handlers failed; serve stops only after --for or when killed"
+        );
+        return limit.await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        () = limit => {}
+    }
 }
 
 /// Logs to standard error at `warn`, or as `THIN_DIRECTOR_LOG` says (`info`, `thin_director=debug`).

@@ -7,6 +7,7 @@
 #![allow(clippy::tests_outside_test_module)]
 
 mod deploy;
+mod health;
 mod manifest;
 mod process_cpi;
 mod release;
