@@ -28,6 +28,8 @@ pub struct Options {
     pub supervisor: String,
     /// `-b`.
     pub base_dir: PathBuf,
+    /// Time between heartbeats ([`crate::heartbeat::INTERVAL`] but in tests).
+    pub heartbeat_interval: Duration,
 }
 
 /// The message bus the mbus URL's scheme picks.
@@ -174,6 +176,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
                 nats.connected(),
                 context.clone(),
                 current.agent_id.clone(),
+                options.heartbeat_interval,
             ));
             let publisher = nats.client().clone();
             let agent_id = current.agent_id.clone();

@@ -160,11 +160,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Answered in `main`, before anything else.
         Some(Command::Monit { .. }) => Ok(ExitCode::SUCCESS),
         None => {
+            let heartbeat_value = std::env::var(agent::heartbeat::INTERVAL_ENV).ok();
+            let heartbeat_interval = agent::heartbeat::interval_from(heartbeat_value.as_deref())
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "keeping the default heartbeat interval");
+                    agent::heartbeat::INTERVAL
+                });
             let options = agent::app::Options {
                 platform,
                 config: config_path()?,
                 supervisor: cli.supervisor,
                 base_dir: cli.base_dir,
+                heartbeat_interval,
             };
             match agent::app::run(options, shutdown_signal()).await? {
                 // The Go agent exits 1 on a signal ("received signal").

@@ -6,6 +6,8 @@
 //! * [`cpi`]: any external CPI, called as the director calls it;
 //! * [`deploy`]: deploying a manifest: the director's stages and their order;
 //! * [`exec`]: the only place in the crate that spawns a process;
+//! * [`health`]: the health monitor (`serve`): agents' heartbeats, alerts and shutdowns, missing
+//!   agents, meltdowns and resurrection;
 //! * [`manifest`]: deployment manifests and cloud configs, checked with every problem named by its
 //!   path; instance placement (AZs, IP addresses) and update pacing;
 //! * [`nats`]: the `nats-server` it runs, with per-agent permissions;
@@ -16,8 +18,10 @@
 //! * [`state`]: what it created and where it stands, durable and crash-safe;
 //! * [`template`]: job templates rendered with Ruby's ERB, their archive and hashes.
 //!
-//! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` and never
-//! compiles platform code; of the lower crates it uses `settings` for multi-digests only.
+//! **Architecture invariant:** it talks to agents only through `agent::{protocol, client}` (the
+//! health monitor listens to them with a NATS subscription of its own, in `health::bus`, and
+//! decodes with `agent::protocol`) and never compiles platform code; of the lower crates it uses
+//! `settings` for multi-digests only.
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
@@ -27,6 +31,7 @@ pub mod blobstore;
 pub mod cpi;
 pub mod deploy;
 pub mod exec;
+pub mod health;
 pub mod manifest;
 pub mod nats;
 pub mod pki;

@@ -11,6 +11,8 @@
 //!                                           fetch instances' logs into DIR/<group>.<id>/
 //!   cck DEPLOYMENT [--resolve]              scan for (and recreate) missing or broken VMs
 //!   run-errand DEPLOYMENT NAME [--keep-alive]  run an errand, print its output
+//!   serve [--agent-timeout SECS] [--no-resurrect] [--for SECS]
+//!                                           run the health monitor until SIGINT/SIGTERM
 //!   create-release DIR --name N --version V --output FILE
 //! ```
 
@@ -22,6 +24,7 @@ use clap::{Parser, Subcommand};
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
 use thin_director::deploy::{self, cck, errand, inspect, logs};
+use thin_director::health;
 
 #[derive(Debug, Parser)]
 #[command(name = "thin-director", about = "The thin BOSH director")]
@@ -107,6 +110,20 @@ enum Command {
         /// Keep the errand's VMs afterwards.
         #[arg(long)]
         keep_alive: bool,
+    },
+    /// Run the director (NATS up for agents) with its health monitor until SIGINT or SIGTERM:
+    /// report alerts and missing agents, and resurrect instances whose agents went silent. It
+    /// holds the state lock: deploy and the other commands fail until it stops.
+    Serve {
+        /// Seconds an agent may stay silent before it is missing.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        agent_timeout: u64,
+        /// Only report missing agents; resurrect nothing.
+        #[arg(long)]
+        no_resurrect: bool,
+        /// Stop after SECS seconds (for tests and scripts).
+        #[arg(long = "for", value_name = "SECS")]
+        for_secs: Option<u64>,
     },
     /// Make a release tarball from a release directory.
     CreateRelease {
@@ -276,10 +293,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Err(err) => Err(err.into()),
         },
+        Command::Serve {
+            agent_timeout,
+            no_resurrect,
+            for_secs,
+        } => {
+            let config = health::Config {
+                agent_timeout: Duration::from_secs(*agent_timeout),
+                resurrect: !no_resurrect,
+                ..health::Config::default()
+            };
+            health::run(&director, &config, serve_until(*for_secs))
+                .await
+                .map_err(anyhow::Error::from)
+        }
         Command::CreateRelease { .. } => Ok(()),
     };
     director.stop().await;
     outcome
+}
+
+/// SIGINT, SIGTERM or, with `--for`, the end of that many seconds.
+async fn serve_until(for_secs: Option<u64>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let limit = async {
+        match for_secs {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!(
+            "thin-director: installing signal handlers failed; serve stops only after --for or when killed"
+        );
+        return limit.await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        () = limit => {}
+    }
 }
 
 /// Logs to standard error at `warn`, or as `THIN_DIRECTOR_LOG` says (`info`, `thin_director=debug`).

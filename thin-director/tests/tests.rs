@@ -8,6 +8,7 @@
 
 mod commands;
 mod deploy;
+mod health;
 mod manifest;
 mod process_cpi;
 mod release;

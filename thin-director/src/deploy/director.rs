@@ -5,7 +5,7 @@
 //! URL and blobstore endpoint of its `create_vm` for life), so the first run records the NATS and
 //! blobstore ports and the blobstore password in the state, and later runs listen there again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,6 +64,9 @@ pub struct Config {
     pub max_threads: usize,
     /// The deadline of one CPI call.
     pub cpi_timeout: Duration,
+    /// Variables added to the environment of the process CPI's agents (its `agent.env`), such as
+    /// tests' `BOSH_AGENT_HEARTBEAT_SECS`; an external CPI is configured by its operator instead.
+    pub agent_env: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             nats_server: nats::DEFAULT_BINARY.into(),
             max_threads: 32,
             cpi_timeout: cpi::DEFAULT_TIMEOUT,
+            agent_env: BTreeMap::new(),
         }
     }
 }
@@ -178,7 +182,12 @@ impl Director {
                 })?;
                 let document = serde_json::json!({
                     "base_dir": cpi_dir,
-                    "agent": {"binary": agent, "mbus": nats.url(), "ntp": []},
+                    "agent": {
+                        "binary": agent,
+                        "mbus": nats.url(),
+                        "ntp": [],
+                        "env": config.agent_env,
+                    },
                 });
                 std::fs::write(&cpi_json, document.to_string()).map_err(|source| Error::Io {
                     path: cpi_json.clone(),
@@ -254,8 +263,9 @@ impl Director {
     }
 }
 
-/// The TLS configuration of the director's NATS connection.
-fn client_tls(ca: &Ca, cert: &crate::pki::CertKey) -> Result<rustls::ClientConfig> {
+/// The TLS configuration of a director's NATS connection with `cert` (the director's own, made by
+/// [`Ca::director`]; the health monitor connects with it too).
+pub fn client_tls(ca: &Ca, cert: &crate::pki::CertKey) -> Result<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let pem_error = |err: rustls::pki_types::pem::Error| Error::Tls(err.to_string());

@@ -368,14 +368,19 @@ pub async fn delete_vm_keeping_disk(
     let Some(vm) = instance.vm.clone() else {
         return Ok(());
     };
-    let agent = AgentClient::new(&director.bus, &vm.agent_id);
-    if agent.wait_until_ready(RECONNECT_WAIT).await.is_ok() {
-        if let Err(err) = agent.stop().await {
-            tracing::warn!(vm = %vm.cid, error = %err, "stopping jobs before deleting their VM");
+    // A VM the CPI no longer has (what a resurrection usually finds) has no jobs to stop, no agent
+    // worth waiting for and no disk attached; a CPI that cannot tell gets both asked of it.
+    let exists = director.cpi.has_vm(&vm.cid).await.unwrap_or(true);
+    if exists {
+        let agent = AgentClient::new(&director.bus, &vm.agent_id);
+        if agent.wait_until_ready(RECONNECT_WAIT).await.is_ok() {
+            if let Err(err) = agent.stop().await {
+                tracing::warn!(vm = %vm.cid, error = %err, "stopping jobs before deleting their VM");
+            }
         }
-    }
-    if let Some(disk) = &instance.disk {
-        director.cpi.detach_disk(&vm.cid, &disk.cid).await?;
+        if let Some(disk) = &instance.disk {
+            director.cpi.detach_disk(&vm.cid, &disk.cid).await?;
+        }
     }
     vm::delete(director, &vm.cid).await?;
     instance.vm = None;

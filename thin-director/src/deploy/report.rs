@@ -79,6 +79,20 @@ impl Reporter {
         self.json
     }
 
+    /// Prints an event of its own kind (the health monitor's): `text` after the clock, or with
+    /// `--json` the object `fields` with `"type": kind` added.
+    pub fn event(&self, kind: &str, text: &str, fields: serde_json::Value) {
+        if self.json {
+            let mut fields = fields;
+            if let Some(object) = fields.as_object_mut() {
+                object.insert("type".to_owned(), serde_json::Value::from(kind));
+            }
+            self.write(&fields.to_string());
+        } else {
+            self.write(&format!("{} | {text}", clock(self.started.elapsed())));
+        }
+    }
+
     /// How long since the reporter was made.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -237,5 +251,30 @@ mod tests {
         assert_eq!(event["step"], "hello/1");
         assert_eq!(event["state"], "done");
         assert_eq!(hms(Duration::from_secs(3723)), "01:02:03");
+    }
+
+    #[test]
+    fn events_print_their_text_or_their_fields_with_their_kind() {
+        let fields = serde_json::json!({"event": "missing", "instance": "web/abc"});
+        let sink = Sink::default();
+        Reporter::to(Box::new(sink.clone()), false).event(
+            "health",
+            "web/abc is missing",
+            fields.clone(),
+        );
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.trim_end().split_once(" | ").unwrap().1,
+            "web/abc is missing"
+        );
+
+        let sink = Sink::default();
+        Reporter::to(Box::new(sink.clone()), true).event("health", "web/abc is missing", fields);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let event: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            event,
+            serde_json::json!({"type": "health", "event": "missing", "instance": "web/abc"})
+        );
     }
 }
