@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use thin_director::deploy::director::{Config, CpiChoice, Director};
-use thin_director::deploy::report::Reporter;
-use thin_director::deploy::{self, inspect};
+use thin_director::deploy::director::Director;
+use thin_director::deploy::inspect;
 use thin_director::health;
 use thin_director::state;
 
-use crate::support::example::{self, Output};
+use crate::support::deployment::Fixture;
 
 /// How long a monitor phase may take before the test gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,31 +51,18 @@ async fn monitored<T>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_agent_is_only_reported_with_resurrection_off_and_resurrected_with_its_disk_when_on()
  {
-    let dir = example::workspace();
-    let _reaper = example::Reaper {
-        state_dir: dir.path().join("state"),
-    };
-    let output = Output::default();
-    let cpi = CpiChoice::Process {
-        executable: env!("CARGO_BIN_EXE_process-cpi").into(),
-        agent: example::bosh_agent(),
-    };
-    let mut config = Config::new(dir.path().join("state"), cpi);
-    config.agent_wait = Duration::from_secs(60);
+    let fixture = Fixture::new();
+    let output = &fixture.output;
     // `agent::heartbeat::INTERVAL_ENV`: heartbeats every second instead of every 30 s.
-    config
-        .agent_env
-        .insert("BOSH_AGENT_HEARTBEAT_SECS".into(), "1".into());
-    let director = Director::start(config, Reporter::to(Box::new(output.clone()), false))
-        .await
-        .unwrap();
-    let summary = deploy::deploy(
-        &director,
-        &dir.path().join("manifest.yml"),
-        &dir.path().join("cloud-config.yml"),
-    )
-    .await
-    .unwrap();
+    let director = fixture
+        .director_with(|config| {
+            config
+                .agent_env
+                .insert("BOSH_AGENT_HEARTBEAT_SECS".into(), "1".into());
+        })
+        .await;
+    let manifest = fixture.manifest("manifest.yml", |text| text);
+    let summary = fixture.deploy(&director, &manifest).await.unwrap();
     assert_eq!(summary.created, 3);
     let before = [
         record(&director, 0).await,

@@ -47,6 +47,37 @@ impl std::io::Write for Output {
 }
 
 impl Output {
+    /// Every line printed so far, without its clock.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                line.split_once(" | ")
+                    .map_or(line, |(_, rest)| rest)
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// Waits (polling) until a line satisfies `wanted` and returns every line so far; panics
+    /// with the lines after `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let lines = self.lines();
+            if lines.iter().any(|line| wanted(line)) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not printed within {timeout:?}:\n{}",
+                lines.join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The step lines printed since the last call, without their clock.
     pub fn take(&self) -> Vec<String> {
         let bytes = std::mem::take(&mut *self.0.lock().unwrap());
@@ -128,13 +159,20 @@ impl Fixture {
         path
     }
 
+    /// A director on the process CPI in the fixture's `state`, its output kept.
     pub async fn director(&self) -> Director {
+        self.director_with(|_| ()).await
+    }
+
+    /// The same, with `adjust` applied to its config first.
+    pub async fn director_with(&self, adjust: impl FnOnce(&mut Config)) -> Director {
         let cpi = CpiChoice::Process {
             executable: env!("CARGO_BIN_EXE_process-cpi").into(),
             agent: bosh_agent(),
         };
         let mut config = Config::new(self.dir.path().join("state"), cpi);
         config.agent_wait = Duration::from_secs(60);
+        adjust(&mut config);
         Director::start(config, Reporter::to(Box::new(self.output.clone()), false))
             .await
             .unwrap()
