@@ -493,6 +493,12 @@ async fn a_release_is_compiled_deployed_run_updated_and_torn_down() {
         "the kept package stays where it was"
     );
     assert!(base.join("jobs/web/bin/ctl").is_file());
+    // The supervisor let go of the old jobs: nothing is supervised until `start` loads the new ones.
+    let state = fixture.ok("get_state", json!([])).await;
+    assert!(
+        state["processes"].as_array().is_none_or(Vec::is_empty),
+        "{state}"
+    );
 
     // The errand: its exit code is a result, not an error; a dropped job is no errand.
     let errand = fixture.ok("run_errand", json!(["smoke-tests"])).await;

@@ -4,8 +4,10 @@
 //! `bosh/spec.json` and `instance/{id,az,name,deployment}` are written. Answers `"applied"`.
 //!
 //! With a configuration hash, the log rotation of the jobs' logs is set up at the spec's
-//! `properties.logging.max_log_file_size` (50M by default), as Go's applier does; a failure is
-//! Go's "Logrotate setup failed".
+//! `properties.logging.max_log_file_size` (50M by default), as Go's applier does (a failure is
+//! Go's "Logrotate setup failed"), and the supervisor lets go of the old jobs, as Go's
+//! `RemoveAllJobs` and monit reload do: their processes are left alone, unwatched, until `start`
+//! loads the new jobs' monit files.
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
                 .map_err(|source| -> super::Error { Box::new(LogrotateFailed(source)) })
         })
         .await?;
+        context.supervisor.load_jobs(Vec::new())?;
     }
     Ok(Value::from("applied"))
 }
