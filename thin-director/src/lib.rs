@@ -15,6 +15,7 @@
 //! * [`process_cpi`]: the local process CPI (binary `process-cpi`), whose VMs are agent processes;
 //! * [`release`]: release tarballs, source and compiled: safe extraction, digests, job specs and
 //!   package dependencies;
+//! * [`stemcell`]: stemcell tarballs (`stemcell.MF` and the image);
 //! * [`state`]: what it created and where it stands, durable and crash-safe;
 //! * [`template`]: job templates rendered with Ruby's ERB, their archive and hashes.
 //!
@@ -38,4 +39,5 @@ pub mod pki;
 pub mod process_cpi;
 pub mod release;
 pub mod state;
+pub mod stemcell;
 pub mod template;

@@ -13,6 +13,7 @@
 //!   run-errand DEPLOYMENT NAME [--keep-alive]  run an errand, print its output
 //!   serve [--agent-timeout SECS] [--no-resurrect] [--for SECS]
 //!                                           run the health monitor until SIGINT/SIGTERM
+//!   upload-stemcell STEMCELL.tgz            give the CPI a stemcell's image
 //!   create-release DIR --name N --version V --output FILE
 //! ```
 
@@ -124,6 +125,11 @@ enum Command {
         /// Stop after SECS seconds (for tests and scripts).
         #[arg(long = "for", value_name = "SECS")]
         for_secs: Option<u64>,
+    },
+    /// Upload a stemcell tarball to the CPI (once per operating system and version).
+    UploadStemcell {
+        /// The stemcell tarball (`stemcell.MF` and `image`).
+        tarball: PathBuf,
     },
     /// Make a release tarball from a release directory.
     CreateRelease {
@@ -307,6 +313,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::from)
         }
+        Command::UploadStemcell { tarball } => deploy::upload_stemcell(&director, tarball)
+            .await
+            .map(|key| director.report.line(&format!("Stemcell {key} uploaded")))
+            .map_err(anyhow::Error::from),
         Command::CreateRelease { .. } => Ok(()),
     };
     director.stop().await;

@@ -209,3 +209,63 @@ async fn the_example_deploys_converges_updates_in_order_migrates_disks_and_is_de
     assert_eq!(vms, 0);
     director.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_stemcell_is_given_to_the_cpi_once_and_deploys_use_it() {
+    let fixture = Fixture::new();
+    let director = fixture.director().await;
+    let tarball = fixture.dir.path().join("stemcell.tgz");
+    {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&tarball).unwrap(),
+            flate2::Compression::fast(),
+        ));
+        let manifest = b"name: bosh-process-ubuntu-jammy\nversion: '1'\noperating_system: ubuntu-jammy\napi_version: 3\ncloud_properties: {}\n";
+        for (name, bytes) in [("stemcell.MF", &manifest[..]), ("image", b"an image")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, bytes).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+    let key = deploy::upload_stemcell(&director, &tarball).await.unwrap();
+    assert_eq!(key, "ubuntu-jammy/1");
+    // The CPI got the extracted image, and a second upload is a no-op.
+    let stemcells_dir = fixture.dir.path().join("state/process-cpi/stemcells");
+    let records: Vec<String> = std::fs::read_dir(&stemcells_dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let image = fixture
+        .dir
+        .path()
+        .join("state/stemcells/ubuntu-jammy-1/image");
+    assert!(
+        records[0].contains(&image.display().to_string()),
+        "{}",
+        records[0]
+    );
+    assert_eq!(std::fs::read(&image).unwrap(), b"an image");
+    deploy::upload_stemcell(&director, &tarball).await.unwrap();
+    assert_eq!(std::fs::read_dir(&stemcells_dir).unwrap().count(), 1);
+
+    // A deploy of the same os and version uses it (stemcell api_version 3 in its records).
+    let manifest = fixture.manifest("manifest.yml", |text| {
+        text.replace("instances: 3", "instances: 1")
+    });
+    fixture.output.take();
+    fixture.deploy(&director, &manifest).await.unwrap();
+    let lines = fixture.output.take();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("Uploading stemcell")),
+        "{lines:#?}"
+    );
+    let recorded = director.state.lock().await.get().stemcells["ubuntu-jammy/1"].clone();
+    assert_eq!(recorded.api_version, Some(3));
+    inspect::delete_deployment(&director, "hello")
+        .await
+        .unwrap();
+    director.stop().await;
+}

@@ -21,9 +21,10 @@
 //! `run-errand --keep-alive` kept. Next to the deploy are the commands on a deployed deployment:
 //! [`logs`], [`cck`] and [`inspect`].
 //!
-//! Not yet done (see the issue): `serial: false` groups run one after another like serial ones,
-//! and stemcell tarballs are not read (the CPI gets an empty image file, which the process CPI
-//! needs no more than).
+//! The stemcell is the one `upload-stemcell` gave the CPI ([`upload_stemcell`]); with the process
+//! CPI and none uploaded, an empty image stands in (its VMs run on the host).
+//!
+//! Not yet done (see the issue): `serial: false` groups run one after another like serial ones.
 
 // A deploy's error is returned once, at the end of a failed step; boxing every cause to keep the
 // `Result` small would buy nothing.
@@ -147,6 +148,9 @@ pub enum Error {
         /// The end of the agent's log, when the director can read it.
         log: String,
     },
+    /// A stemcell tarball is not good.
+    #[error("reading the stemcell")]
+    Stemcell(#[source] crate::stemcell::Error),
     /// The state could not be read or written.
     #[error(transparent)]
     State(#[from] state::store::Error),
@@ -319,14 +323,15 @@ pub async fn recorded_target(director: &Director, deployment: &str) -> Result<Ta
         .ok_or_else(|| Error::Plan(format!("deployment '{deployment}' does not exist")))?;
     let (deployment, cloud) = manifest::load(&recorded.manifest, &recorded.cloud_config)?;
     let releases = load_releases(director, &deployment, &recorded.manifest_dir).await?;
-    let (stemcell, stemcell_cid) = upload_stemcell(director, &deployment).await?;
+    let (stemcell, stemcell_cid, stemcell_api_version) =
+        stemcell_for(director, &deployment).await?;
     Ok(Target {
         deployment,
         cloud,
         releases,
         stemcell,
         stemcell_cid,
-        stemcell_api_version: Some(2),
+        stemcell_api_version,
     })
 }
 
@@ -382,14 +387,15 @@ pub async fn deploy_texts(
         recorded.cloud_config = cloud_text;
         recorded.manifest_dir = dir;
     })?;
-    let (stemcell, stemcell_cid) = upload_stemcell(director, &deployment).await?;
+    let (stemcell, stemcell_cid, stemcell_api_version) =
+        stemcell_for(director, &deployment).await?;
     let target = Target {
         deployment,
         cloud,
         releases,
         stemcell,
         stemcell_cid,
-        stemcell_api_version: Some(2),
+        stemcell_api_version,
     };
     let planned = plan(director, &target).await?;
     let rendered = render_all(director, &target, &planned).await?;
@@ -473,10 +479,10 @@ async fn load_releases(
 }
 
 /// Uploads the stemcell the groups use, once per director.
-async fn upload_stemcell(
+async fn stemcell_for(
     director: &Director,
     deployment: &Deployment,
-) -> Result<(StemcellRef, String)> {
+) -> Result<(StemcellRef, String, Option<u32>)> {
     let aliases: BTreeSet<&str> = deployment
         .instance_groups
         .iter()
@@ -499,10 +505,15 @@ async fn upload_stemcell(
     };
     let key = format!("{}/{}", reference.os, reference.version);
     if let Some(known) = director.state.lock().await.get().stemcells.get(&key) {
-        return Ok((reference, known.cid.clone()));
+        return Ok((reference, known.cid.clone(), known.api_version));
     }
-    // No stemcell tarball is read yet: the CPI gets an empty image (the process CPI's VMs run on
-    // the host, so it needs none).
+    // The process CPI's VMs run on the host: it needs no image, and gets an empty one. Any other
+    // CPI needs the stemcell uploaded first.
+    if !matches!(director.config.cpi, director::CpiChoice::Process { .. }) {
+        return Err(Error::Plan(format!(
+            "stemcell {key} is not uploaded: run `thin-director upload-stemcell <stemcell.tgz>`"
+        )));
+    }
     let image_dir = director
         .config
         .state_dir
@@ -515,18 +526,92 @@ async fn upload_stemcell(
             path: image.clone(),
             source,
         })?;
-    let step = director.report.step("Uploading stemcell", &key);
-    let cid = step.finish(director.cpi.create_stemcell(&image, &json!({})).await)?;
+    let cid = create_stemcell(director, &key, &image, &json!({}), Some(2)).await?;
+    Ok((reference, cid, Some(2)))
+}
+
+/// Uploads the stemcell `tarball` (`bosh upload-stemcell`): its image to the CPI, once per
+/// operating system and version. Returns `<os>/<version>`.
+pub async fn upload_stemcell(director: &Director, tarball: &Path) -> Result<String> {
+    let staging = director
+        .config
+        .state_dir
+        .join("stemcells")
+        .join(format!(".upload-{}", uuid::Uuid::new_v4()));
+    let image = staging.join("image");
+    let (tarball_owned, image_owned) = (tarball.to_owned(), image.clone());
+    let read =
+        tokio::task::spawn_blocking(move || crate::stemcell::read(&tarball_owned, &image_owned))
+            .await
+            .map_err(|err| Error::Plan(err.to_string()))?;
+    let manifest = match read {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::Stemcell(err));
+        }
+    };
+    let key = format!("{}/{}", manifest.operating_system, manifest.version);
+    if director
+        .state
+        .lock()
+        .await
+        .get()
+        .stemcells
+        .contains_key(&key)
+    {
+        let _ = std::fs::remove_dir_all(&staging);
+        director
+            .report
+            .line(&format!("Stemcell {key} is uploaded already"));
+        return Ok(key);
+    }
+    let dir = director.config.state_dir.join("stemcells").join(format!(
+        "{}-{}",
+        manifest.operating_system, manifest.version
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staging, &dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    create_stemcell(
+        director,
+        &key,
+        &dir.join("image"),
+        &manifest.cloud_properties,
+        manifest.api_version,
+    )
+    .await?;
+    Ok(key)
+}
+
+/// `create_stemcell` and its record in the state.
+async fn create_stemcell(
+    director: &Director,
+    key: &str,
+    image: &Path,
+    cloud_properties: &Value,
+    api_version: Option<u32>,
+) -> Result<String> {
+    let cloud_properties = if cloud_properties.is_null() {
+        json!({})
+    } else {
+        cloud_properties.clone()
+    };
+    let step = director.report.step("Uploading stemcell", key);
+    let cid = step.finish(director.cpi.create_stemcell(image, &cloud_properties).await)?;
     let record = state::Stemcell {
         cid: cid.clone(),
-        api_version: Some(2),
+        api_version,
     };
+    let key = key.to_owned();
     director
         .state
         .lock()
         .await
         .update(|doc| doc.stemcells.insert(key, record))?;
-    Ok((reference, cid))
+    Ok(cid)
 }
 
 /// Places every instance of every service group, keeping ids and addresses from the state.
