@@ -8,8 +8,13 @@ use thin_director::deploy::{self, inspect};
 
 use crate::support::deployment::Fixture;
 
-/// A second group, so that a change to one group leaves the other alone.
+/// A second group, so that a change to one group leaves the other alone; both groups `serial:
+/// false`, so that they are updated at the same time.
 fn with_second_group(text: String) -> String {
+    let text = text.replace(
+        "update_watch_time: 1000-30000",
+        "update_watch_time: 1000-30000\n  serial: false",
+    );
     format!(
         "{text}- name: other\n  instances: 1\n  azs: [z1]\n  vm_type: default\n  stemcell: default\n  networks:\n  - name: default\n  jobs:\n  - name: hello\n    release: hello\n    properties:\n      greeting: Hi\n"
     )

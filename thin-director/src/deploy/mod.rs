@@ -8,7 +8,8 @@
 //! 2. instances the manifest no longer has are stopped and deleted with their disks;
 //! 3. packages are compiled on compilation VMs ([`compile`]);
 //! 4. missing VMs are created in parallel, at most `max_threads` at once ([`vm`], [`instance`]);
-//! 5. instance groups are updated in manifest order: AZ by AZ, canaries first (in the first AZ),
+//! 5. instance groups are updated in manifest order (consecutive `serial: false` groups at the
+//!    same time): AZ by AZ, canaries first (in the first AZ),
 //!    then `max_in_flight` at a time; only instances whose apply spec or disk changed are touched;
 //!    the first failure stops the deploy, naming the instance and its failing processes;
 //! 6. `post-deploy` runs on every instance when anything changed.
@@ -23,8 +24,6 @@
 //!
 //! The stemcell is the one `upload-stemcell` gave the CPI ([`upload_stemcell`]); with the process
 //! CPI and none uploaded, an empty image stands in (its VMs run on the host).
-//!
-//! Not yet done (see the issue): `serial: false` groups run one after another like serial ones.
 
 // A deploy's error is returned once, at the end of a failed step; boxing every cause to keep the
 // `Result` small would buy nothing.
@@ -893,83 +892,127 @@ async fn update_groups(
     rendered: &[RenderedTemplates],
     compiled: &compile::Compiled,
 ) -> Result<usize> {
+    // Consecutive groups with `serial: false` are updated at the same time; any other group waits
+    // for the groups before it (`multi_instance_group_updater.rb`).
+    let serial: Vec<bool> = target
+        .deployment
+        .instance_groups
+        .iter()
+        .map(|group| group.update.serial)
+        .collect();
     let mut updated = 0;
-    for (group_index, group) in target.deployment.instance_groups.iter().enumerate() {
-        let members: Vec<(&Planned, &RenderedTemplates)> = planned
-            .iter()
-            .zip(rendered)
-            .filter(|(p, _)| p.group_index == group_index)
-            .collect();
-        if members.is_empty() {
+    for run in update_runs(&serial) {
+        let counts = futures_util::future::try_join_all(run.map(|group_index| {
+            update_group(director, target, planned, rendered, compiled, group_index)
+        }))
+        .await?;
+        updated += counts.iter().sum::<usize>();
+    }
+    Ok(updated)
+}
+
+/// The groups (by their `serial` flags, in manifest order) as runs updated one after another: a
+/// serial group alone, consecutive non-serial groups together.
+fn update_runs(serial: &[bool]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < serial.len() {
+        let end = if serial[start] {
+            start + 1
+        } else {
+            (start..serial.len())
+                .find(|i| serial[*i])
+                .unwrap_or(serial.len())
+        };
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
+
+/// Updates the instances of group `group_index` that changed (see the module docs).
+async fn update_group(
+    director: &Director,
+    target: &Target,
+    planned: &[Planned],
+    rendered: &[RenderedTemplates],
+    compiled: &compile::Compiled,
+    group_index: usize,
+) -> Result<usize> {
+    let group = &target.deployment.instance_groups[group_index];
+    let mut updated = 0;
+    let members: Vec<(&Planned, &RenderedTemplates)> = planned
+        .iter()
+        .zip(rendered)
+        .filter(|(p, _)| p.group_index == group_index)
+        .collect();
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let (jobs, packages) = group_blobs(director, target, group, compiled).await?;
+    // The instances to update, with their apply specs, AZ by AZ in first-seen order.
+    let mut work: Vec<(Option<String>, &Planned, Value, String, state::Instance)> = Vec::new();
+    for (instance, templates) in &members {
+        let record = instance::record(director, &target.deployment.name, instance).await?;
+        let mut apply = spec::apply_spec(
+            &spec_instance(instance, group),
+            &target.deployment,
+            &instance.networks,
+            &jobs,
+            &packages,
+            templates,
+            "",
+        );
+        let digest = hex(&Sha1::digest(apply.to_string().as_bytes()));
+        if !instance::needs_update(&record, &digest, instance.disk.as_ref()) {
             continue;
         }
-        let (jobs, packages) = group_blobs(director, target, group, compiled).await?;
-        // The instances to update, with their apply specs, AZ by AZ in first-seen order.
-        let mut work: Vec<(Option<String>, &Planned, Value, String, state::Instance)> = Vec::new();
-        for (instance, templates) in &members {
-            let record = instance::record(director, &target.deployment.name, instance).await?;
-            let mut apply = spec::apply_spec(
-                &spec_instance(instance, group),
-                &target.deployment,
-                &instance.networks,
-                &jobs,
-                &packages,
-                templates,
-                "",
-            );
-            let digest = hex(&Sha1::digest(apply.to_string().as_bytes()));
-            if !instance::needs_update(&record, &digest, instance.disk.as_ref()) {
-                continue;
-            }
-            let (blob, _) = put_bytes(director, &templates.archive)?;
-            apply["rendered_templates_archive"]["blobstore_id"] = Value::from(blob);
-            work.push((
-                instance.placement.az.clone(),
-                instance,
-                apply,
-                digest,
-                record,
-            ));
+        let (blob, _) = put_bytes(director, &templates.archive)?;
+        apply["rendered_templates_archive"]["blobstore_id"] = Value::from(blob);
+        work.push((
+            instance.placement.az.clone(),
+            instance,
+            apply,
+            digest,
+            record,
+        ));
+    }
+    if work.is_empty() {
+        return Ok(0);
+    }
+    let mut azs: Vec<Option<String>> = Vec::new();
+    for (az, ..) in &work {
+        if !azs.contains(az) {
+            azs.push(az.clone());
         }
-        if work.is_empty() {
-            continue;
+    }
+    let update = &group.update;
+    let total = members.len();
+    let canaries = update.canaries(total);
+    let max_in_flight = update.max_in_flight(total).max(1);
+    let canary_schedule = update.canary_watch_time.schedule();
+    let update_schedule = update.update_watch_time.schedule();
+    let mut first_az = true;
+    let mut items = work;
+    for az in azs {
+        let (this_az, rest): (Vec<_>, Vec<_>) = items.into_iter().partition(|item| item.0 == az);
+        items = rest;
+        let mut batch = this_az;
+        if first_az && canaries > 0 {
+            let tail = batch.split_off(canaries.min(batch.len()));
+            updated += run_batch(director, target, batch, canaries, &canary_schedule, true).await?;
+            batch = tail;
         }
-        let mut azs: Vec<Option<String>> = Vec::new();
-        for (az, ..) in &work {
-            if !azs.contains(az) {
-                azs.push(az.clone());
-            }
-        }
-        let update = &group.update;
-        let total = members.len();
-        let canaries = update.canaries(total);
-        let max_in_flight = update.max_in_flight(total).max(1);
-        let canary_schedule = update.canary_watch_time.schedule();
-        let update_schedule = update.update_watch_time.schedule();
-        let mut first_az = true;
-        let mut items = work;
-        for az in azs {
-            let (this_az, rest): (Vec<_>, Vec<_>) =
-                items.into_iter().partition(|item| item.0 == az);
-            items = rest;
-            let mut batch = this_az;
-            if first_az && canaries > 0 {
-                let tail = batch.split_off(canaries.min(batch.len()));
-                updated +=
-                    run_batch(director, target, batch, canaries, &canary_schedule, true).await?;
-                batch = tail;
-            }
-            first_az = false;
-            updated += run_batch(
-                director,
-                target,
-                batch,
-                max_in_flight,
-                &update_schedule,
-                false,
-            )
-            .await?;
-        }
+        first_az = false;
+        updated += run_batch(
+            director,
+            target,
+            batch,
+            max_in_flight,
+            &update_schedule,
+            false,
+        )
+        .await?;
     }
     Ok(updated)
 }
@@ -1119,4 +1162,20 @@ fn put_bytes(director: &Director, bytes: &[u8]) -> Result<(String, String)> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_non_serial_groups_run_together_and_serial_ones_alone() {
+        assert_eq!(update_runs(&[true, true]), [0..1, 1..2]);
+        assert_eq!(
+            update_runs(&[false, false, true, false]),
+            [0..2, 2..3, 3..4]
+        );
+        assert_eq!(update_runs(&[true, false, false]), [0..1, 1..3]);
+        assert_eq!(update_runs(&[]), Vec::<std::ops::Range<usize>>::new());
+    }
 }
