@@ -2,6 +2,7 @@
 //! deployed by the director library with the real `process-cpi`, real `bosh-agent` processes, a
 //! real `nats-server` and Ruby's ERB; then redeployed with changes, broken on purpose, and deleted.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thin_director::deploy::{self, inspect};
@@ -219,21 +220,7 @@ async fn the_example_deploys_converges_updates_in_order_migrates_disks_and_is_de
 async fn an_uploaded_stemcell_is_given_to_the_cpi_once_and_deploys_use_it() {
     let fixture = Fixture::new();
     let director = fixture.director().await;
-    let tarball = fixture.dir.path().join("stemcell.tgz");
-    {
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-            std::fs::File::create(&tarball).unwrap(),
-            flate2::Compression::fast(),
-        ));
-        let manifest = b"name: bosh-process-ubuntu-jammy\nversion: '1'\noperating_system: ubuntu-jammy\napi_version: 3\ncloud_properties: {}\n";
-        for (name, bytes) in [("stemcell.MF", &manifest[..]), ("image", b"an image")] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            builder.append_data(&mut header, name, bytes).unwrap();
-        }
-        builder.into_inner().unwrap().finish().unwrap();
-    }
+    let tarball = stemcell_tarball(fixture.dir.path());
     let key = deploy::upload_stemcell(&director, &tarball).await.unwrap();
     assert_eq!(key, "ubuntu-jammy/1");
     // The CPI got the extracted image, and a second upload is a no-op.
@@ -269,6 +256,87 @@ async fn an_uploaded_stemcell_is_given_to_the_cpi_once_and_deploys_use_it() {
     );
     let recorded = director.state.lock().await.get().stemcells["ubuntu-jammy/1"].clone();
     assert_eq!(recorded.api_version, Some(3));
+    inspect::delete_deployment(&director, "hello")
+        .await
+        .unwrap();
+    director.stop().await;
+}
+
+/// A stemcell tarball for `ubuntu-jammy/1` (api_version 3) in `dir`.
+fn stemcell_tarball(dir: &Path) -> PathBuf {
+    let tarball = dir.join("stemcell.tgz");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        std::fs::File::create(&tarball).unwrap(),
+        flate2::Compression::fast(),
+    ));
+    let manifest = b"name: bosh-process-ubuntu-jammy\nversion: '1'\noperating_system: ubuntu-jammy\napi_version: 3\ncloud_properties: {}\n";
+    for (name, bytes) in [("stemcell.MF", &manifest[..]), ("image", b"an image")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, bytes).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+    tarball
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_cpi_stops_the_deploy_with_its_error_and_the_next_deploy_converges() {
+    let fixture = Fixture::new();
+    // A first start writes the process CPI's config (with this director's NATS URL).
+    fixture.director().await.stop().await;
+    let state = fixture.dir.path().join("state");
+    let marker = fixture.dir.path().join("fail-create-vm");
+    std::fs::write(&marker, "").unwrap();
+    // The process CPI behind a wrapper that fails create_vm while the marker exists.
+    let wrapper = fixture.dir.path().join("flaky-cpi");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nrequest=$(cat)\ncase \"$request\" in\n  *'\"method\":\"create_vm\"'*) if [ -e '{marker}' ]; then echo '{{\"result\":null,\"error\":{{\"type\":\"Bosh::Clouds::CloudError\",\"message\":\"the IaaS is down\",\"ok_to_retry\":false}},\"log\":\"\"}}'; exit 0; fi ;;\nesac\nprintf '%s' \"$request\" | exec '{cpi}' --config '{config}'\n",
+            marker = marker.display(),
+            cpi = env!("CARGO_BIN_EXE_process-cpi"),
+            config = state.join("process-cpi/cpi.json").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let director = fixture
+        .director_with(|config| {
+            config.cpi = thin_director::deploy::director::CpiChoice::External {
+                executable: wrapper.clone(),
+                args: vec![],
+            };
+        })
+        .await;
+    let manifest = fixture.manifest("manifest.yml", |text| text);
+    // Another CPI than the process CPI needs the stemcell uploaded.
+    let err = fixture.deploy(&director, &manifest).await.unwrap_err();
+    assert!(err.to_string().contains("upload-stemcell"), "{err}");
+    deploy::upload_stemcell(&director, &stemcell_tarball(fixture.dir.path()))
+        .await
+        .unwrap();
+
+    let err = fixture.deploy(&director, &manifest).await.unwrap_err();
+    let text = thin_director::deploy::report::chain(&err);
+    assert!(
+        text.contains("CPI error 'Bosh::Clouds::CloudError' with message 'the IaaS is down' in 'create_vm' CPI method"),
+        "{text}"
+    );
+    assert_eq!(fixture.vm_count(), 0, "no VM was made");
+    let records = director.instances_of("hello").await.unwrap_or_default();
+    assert!(records.iter().all(|r| r.vm.is_none()), "{records:?}");
+
+    // The IaaS is back: the same deploy converges.
+    std::fs::remove_file(&marker).unwrap();
+    let summary = fixture.deploy(&director, &manifest).await.unwrap();
+    assert_eq!(summary.created, 3, "{summary:?}");
+    let rows = inspect::instances(&director, "hello").await.unwrap();
+    assert!(rows.iter().all(|row| row.state == "running"), "{rows:?}");
     inspect::delete_deployment(&director, "hello")
         .await
         .unwrap();
