@@ -51,23 +51,10 @@ impl Fixture {
             director,
             agent_id: agent_id.to_owned(),
         };
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while client::call(
-            &fixture.director,
-            agent_id,
-            "ping",
-            vec![],
-            Duration::from_millis(500),
-        )
-        .await
-        .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}",
-                fixture.agent.log()
-            );
-        }
+        fixture
+            .agent
+            .wait_for_pong(&fixture.director, agent_id, TIMEOUT)
+            .await;
         fixture
     }
 

@@ -52,23 +52,10 @@ impl Fixture {
             work: tempfile::tempdir().unwrap(),
         };
         std::os::unix::fs::symlink(BOSH_AGENT, fixture.work.path().join("monit")).unwrap();
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while client::call(
-            &fixture.director,
-            AGENT_ID,
-            "ping",
-            vec![],
-            Duration::from_millis(500),
-        )
-        .await
-        .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}",
-                fixture.agent.log()
-            );
-        }
+        fixture
+            .agent
+            .wait_for_pong(&fixture.director, AGENT_ID, TIMEOUT)
+            .await;
         fixture
     }
 

@@ -109,6 +109,29 @@ impl AgentProcess {
     }
 
     /// The agent's process id, while it runs.
+    /// Pings the agent `agent_id` through `director` until it answers; panics with the agent's
+    /// log after `timeout`.
+    pub async fn wait_for_pong(
+        &self,
+        director: &agent::client::NatsClient,
+        agent_id: &str,
+        timeout: std::time::Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while agent::client::call(
+            director,
+            agent_id,
+            "ping",
+            vec![],
+            std::time::Duration::from_millis(500),
+        )
+        .await
+        .is_err()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "{}", self.log());
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
