@@ -72,10 +72,25 @@ impl BlobStore {
 
     /// Copies `file` in as a new blob; its id and SHA-1 (hex).
     pub fn put_file(&self, file: &Path) -> Result<(String, String), Error> {
+        let input = std::fs::File::open(file).map_err(io(file))?;
+        self.put_reader(input, file)
+    }
+
+    /// Stores `bytes` as a new blob (a rendered templates archive); its id and SHA-1 (hex).
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(String, String), Error> {
+        self.put_reader(bytes, &self.dir)
+    }
+
+    /// Copies what `input` reads into a new blob through a temporary file renamed into place;
+    /// errors name `what` (the source).
+    fn put_reader(
+        &self,
+        mut input: impl std::io::Read,
+        what: &Path,
+    ) -> Result<(String, String), Error> {
         let id = uuid::Uuid::new_v4().to_string();
         let tmp = self.dir.join(format!(".{id}.part"));
         let sha1 = (|| {
-            let mut input = std::fs::File::open(file)?;
             let mut output = std::fs::File::create(&tmp)?;
             let mut hasher = HashingWriter {
                 inner: &mut output,
@@ -89,7 +104,7 @@ impl BlobStore {
         .map_err(|source: std::io::Error| {
             let _ = std::fs::remove_file(&tmp);
             Error::Io {
-                path: file.to_owned(),
+                path: what.to_owned(),
                 source,
             }
         })?;

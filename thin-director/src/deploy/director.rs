@@ -5,7 +5,7 @@
 //! URL and blobstore endpoint of its `create_vm` for life), so the first run records the NATS and
 //! blobstore ports and the blobstore password in the state, and later runs listen there again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,14 +132,7 @@ impl Director {
             port: store.get().nats_port,
         };
         let mut nats = NatsServer::start(nats_config, &ca).await?;
-        let agents: BTreeSet<String> = store
-            .get()
-            .deployments
-            .values()
-            .flat_map(|deployment| deployment.instances.iter())
-            .filter_map(|instance| instance.vm.as_ref().map(|vm| vm.agent_id.clone()))
-            .collect();
-        nats.allow_agents(agents).await?;
+        nats.allow_agents(store.get().agent_ids()).await?;
 
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(
             config.listen,
@@ -240,16 +233,7 @@ impl Director {
 
     /// Lets `agent_id` on the bus (with every agent of the state).
     pub async fn allow_agent(&self, agent_id: &str) -> Result<()> {
-        let mut agents: BTreeSet<String> = {
-            let state = self.state.lock().await;
-            state
-                .get()
-                .deployments
-                .values()
-                .flat_map(|deployment| deployment.instances.iter())
-                .filter_map(|instance| instance.vm.as_ref().map(|vm| vm.agent_id.clone()))
-                .collect()
-        };
+        let mut agents = self.state.lock().await.get().agent_ids();
         let mut nats = self.nats.lock().await;
         agents.extend(nats.agents().iter().cloned());
         agents.insert(agent_id.to_owned());

@@ -43,7 +43,7 @@ pub async fn record(
         })
         .cloned();
     let ips = planned.ips();
-    let mut instance = existing.unwrap_or_else(|| state::Instance {
+    let mut instance = existing.clone().unwrap_or_else(|| state::Instance {
         group: planned.group_name.clone(),
         index: planned.index(),
         id: planned.id.clone(),
@@ -52,8 +52,11 @@ pub async fn record(
     instance.az = planned.placement.az.clone();
     instance.bootstrap = planned.bootstrap;
     instance.ips = ips;
-    let saved = instance.clone();
-    state.update(|doc| put(doc, deployment, saved))?;
+    // Written only when it changed: a converged deploy records nothing.
+    if existing.as_ref() != Some(&instance) {
+        let saved = instance.clone();
+        state.update(|doc| put(doc, deployment, saved))?;
+    }
     Ok(instance)
 }
 

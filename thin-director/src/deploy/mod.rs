@@ -967,7 +967,7 @@ async fn update_group(
         if !instance::needs_update(&record, &digest, instance.disk.as_ref()) {
             continue;
         }
-        let (blob, _) = put_bytes(director, &templates.archive)?;
+        let (blob, _) = director.blobs.put_bytes(&templates.archive)?;
         apply["rendered_templates_archive"]["blobstore_id"] = Value::from(blob);
         work.push((
             instance.placement.az.clone(),
@@ -1143,21 +1143,6 @@ async fn post_deploy(director: &Director, deployment: &str) -> Result<()> {
     let results = futures_util::future::join_all(runs).await;
     step.finish(results.into_iter().collect::<Result<Vec<()>>>())
         .map(drop)
-}
-
-/// Puts `bytes` in the blobstore through a temporary file; its id and SHA-1.
-fn put_bytes(director: &Director, bytes: &[u8]) -> Result<(String, String)> {
-    let tmp = director
-        .config
-        .state_dir
-        .join(format!(".upload-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    let stored = director.blobs.put_file(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    Ok(stored?)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -36,6 +36,17 @@ pub struct DirectorState {
     pub compiled_packages: BTreeMap<String, CompiledPackage>,
 }
 
+impl DirectorState {
+    /// The agent ids of every recorded VM: who may be on the bus.
+    pub fn agent_ids(&self) -> std::collections::BTreeSet<String> {
+        self.deployments
+            .values()
+            .flat_map(|deployment| deployment.instances.iter())
+            .filter_map(|instance| instance.vm.as_ref().map(|vm| vm.agent_id.clone()))
+            .collect()
+    }
+}
+
 /// A deployment: what was asked last, its instances and disks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
