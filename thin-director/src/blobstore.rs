@@ -167,7 +167,8 @@ pub fn prefix(id: &str) -> String {
     hex(&Sha1::digest(id.as_bytes())[..1])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

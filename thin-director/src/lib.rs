@@ -4,7 +4,10 @@
 //! * [`agent_client`]: what the director asks one agent, with its timeouts, retries and waits;
 //! * [`blobstore`]: the blobs agents fetch, served over HTTPS in the DAV shape;
 //! * [`cpi`]: any external CPI, called as the director calls it;
+//! * [`dav_client`]: the client of an external DAV blobstore;
 //! * [`deploy`]: deploying a manifest: the director's stages and their order;
+//! * [`director_config`]: the director config file naming an existing NATS and an external DAV
+//!   blobstore to use instead of its own;
 //! * [`exec`]: the only place in the crate that spawns a process;
 //! * [`health`]: the health monitor (`serve`): agents' heartbeats, alerts and shutdowns, missing
 //!   agents, meltdowns and resurrection;
@@ -30,7 +33,9 @@
 pub mod agent_client;
 pub mod blobstore;
 pub mod cpi;
+pub mod dav_client;
 pub mod deploy;
+pub mod director_config;
 pub mod exec;
 pub mod health;
 pub mod manifest;

@@ -2,7 +2,8 @@
 //! over mutual-TLS NATS.
 //!
 //! ```text
-//! thin-director [--state-dir DIR] [--json] [--cpi PATH [--cpi-arg ARG]...] <command>
+//! thin-director [--state-dir DIR] [--json] [--cpi PATH [--cpi-arg ARG]...]
+//!               [--director-config FILE] <command>
 //!   deploy MANIFEST --cloud-config FILE     deploy (create, update, converge) a deployment
 //!   instances DEPLOYMENT                    its instances, process states and IPs
 //!   recreate DEPLOYMENT GROUP/INDEX         replace an instance's VM, keeping its disk
@@ -25,6 +26,7 @@ use clap::{Parser, Subcommand};
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
 use thin_director::deploy::{self, cck, errand, inspect, logs};
+use thin_director::director_config::DirectorConfig;
 use thin_director::health;
 
 #[derive(Debug, Parser)]
@@ -42,6 +44,13 @@ struct Cli {
     /// An argument for the external CPI (repeatable).
     #[arg(long = "cpi-arg", global = true)]
     cpi_args: Vec<String>,
+    /// A director config (YAML or JSON) naming an existing NATS (`nats`: url, tls.ca,
+    /// tls.client_ca, tls.director) and/or an external DAV blobstore (`blobstore`: provider dav,
+    /// options.endpoint, user, password, tls.cert.ca) to use instead of its own (an existing
+    /// NATS's own configuration says what agents may publish and subscribe to); give it to every
+    /// command on the same state.
+    #[arg(long, global = true, value_name = "FILE")]
+    director_config: Option<PathBuf>,
     /// Seconds a new VM's agent may take to answer.
     #[arg(long, global = true, default_value_t = 600)]
     agent_wait: u64,
@@ -204,6 +213,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut config = Config::new(state_dir, cpi);
     config.agent_wait = Duration::from_secs(cli.agent_wait);
+    if let Some(path) = &cli.director_config {
+        config.services = DirectorConfig::load(path)?;
+    }
     let director = Director::start(config, Reporter::stdout(cli.json)).await?;
     let outcome = match &cli.command {
         Command::Deploy {

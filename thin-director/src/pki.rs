@@ -8,6 +8,9 @@
 //! `env.bosh.mbus.cert` at `create_vm`. Subjects are BOSH's `C=USA, O=Cloud Foundry, CN=<cn>`; the
 //! CN is also a DNS SAN, which is what nats-server's `verify_and_map` maps to a user.
 //!
+//! A director given an existing NATS (`--director-config`) uses that NATS's client CA instead
+//! ([`Ca::from_pem`]): it signs the agents' certificates only.
+//!
 //! Unlike the director, keys are ECDSA P-256 rather than RSA 3072 (ring cannot generate RSA keys;
 //! rustls and Go's crypto/tls both accept ECDSA). Leaf certificates are valid for two years, as the
 //! director's.
@@ -76,6 +79,15 @@ pub enum Error {
         #[source]
         source: rcgen::Error,
     },
+    /// A CA given as PEM (the director config) does not parse; `what` says which part.
+    #[error("{what} does not parse")]
+    Pem {
+        /// `certificate` or `private_key`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: rcgen::Error,
+    },
     /// The stored key does not parse.
     #[error("{} is not a usable private key", .path.display())]
     Key {
@@ -134,6 +146,23 @@ impl Ca {
         Ok(Ca {
             certificate,
             issuer: Issuer::new(ca_params(), key),
+        })
+    }
+
+    /// A CA given as its certificate and private key (PEM), such as an existing NATS's client CA;
+    /// it signs with the subject and key identifier of `certificate`.
+    pub fn from_pem(certificate: &str, private_key: &str) -> Result<Ca, Error> {
+        let key = KeyPair::from_pem(private_key).map_err(|source| Error::Pem {
+            what: "private_key",
+            source,
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(certificate, key).map_err(|source| Error::Pem {
+            what: "certificate",
+            source,
+        })?;
+        Ok(Ca {
+            certificate: certificate.to_owned(),
+            issuer,
         })
     }
 
@@ -305,6 +334,29 @@ mod tests {
             / 86_400;
         assert_eq!(days, 730, "two years and the hour of clock skew allowed");
         assert!(!format!("{agent:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn a_ca_given_as_pem_issues_agent_certificates_under_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Ca::load_or_create(dir.path()).unwrap();
+        let key = std::fs::read_to_string(dir.path().join("ca-key.pem")).unwrap();
+        let given = Ca::from_pem(made.certificate(), &key).unwrap();
+        let agent = given.agent("a-1").unwrap();
+        let der = pem_der(&agent.certificate);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            cert.issuer().to_string(),
+            "C=USA, O=Cloud Foundry, CN=thin-director CA"
+        );
+        let ca_der = pem_der(made.certificate());
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+
+        let err = Ca::from_pem(made.certificate(), "not a key").unwrap_err();
+        assert_eq!(err.to_string(), "private_key does not parse");
+        let err = Ca::from_pem("not a certificate", &key).unwrap_err();
+        assert_eq!(err.to_string(), "certificate does not parse");
     }
 
     fn pem_der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {

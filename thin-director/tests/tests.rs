@@ -8,6 +8,7 @@
 
 mod commands;
 mod deploy;
+mod external;
 mod health;
 mod manifest;
 mod process_cpi;

@@ -122,19 +122,22 @@ async fn cached(
         .compiled_package_key(&package.name, stemcell)
         .map(|key| key.to_string())
         .unwrap_or_else(|| format!("{}/{}", package.name, package.fingerprint));
-    let state = director.state.lock().await;
-    let hit = state.get().compiled_packages.get(&key).and_then(|entry| {
-        director
-            .blobs
-            .path(&entry.blobstore_id)
-            .ok()
-            .flatten()
-            .map(|_| PackageRef {
-                version: package.version.clone(),
-                sha1: entry.sha1.clone(),
-                blobstore_id: entry.blobstore_id.clone(),
-            })
-    });
+    let entry = director
+        .state
+        .lock()
+        .await
+        .get()
+        .compiled_packages
+        .get(&key)
+        .cloned();
+    let hit = match entry {
+        Some(entry) if director.blobs.exists(&entry.blobstore_id).await? => Some(PackageRef {
+            version: package.version.clone(),
+            sha1: entry.sha1,
+            blobstore_id: entry.blobstore_id,
+        }),
+        _ => None,
+    };
     Ok((key, hit))
 }
 
@@ -162,7 +165,7 @@ async fn cached_or_upload(
     if let Some(hit) = hit {
         return Ok(hit);
     }
-    let (blobstore_id, sha1) = director.blobs.put_file(&package.blob)?;
+    let (blobstore_id, sha1) = director.blobs.put_file(&package.blob).await?;
     let package_ref = PackageRef {
         version: package.version.clone(),
         sha1,
@@ -201,7 +204,7 @@ async fn compile_on_vm(
     taken: &Mutex<BTreeSet<IpAddr>>,
 ) -> Result<PackageRef> {
     let compilation = &target.cloud.compilation;
-    let (source_id, source_sha1) = director.blobs.put_file(&package.blob)?;
+    let (source_id, source_sha1) = director.blobs.put_file(&package.blob).await?;
     let (networks, ip) = compilation_network(target, taken)?;
     let vm_type = target
         .cloud

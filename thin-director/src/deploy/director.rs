@@ -1,9 +1,12 @@
-//! The running director: its state, CA, message bus, blobstore, CPI and template renderer, set up
-//! once per command.
+//! The running director: its state, message bus ([`Mbus`]), blobstore ([`Blobs`]), CPI and template
+//! renderer, set up once per command. The bus and the blobstore are its own (a nats-server it
+//! starts, an HTTPS blobstore it serves, both with certificates from its CA) unless the director
+//! config ([`DirectorConfig`]) names an existing NATS or an external DAV blobstore.
 //!
 //! The addresses agents were given must stay valid across director runs (an agent keeps the mbus
 //! URL and blobstore endpoint of its `create_vm` for life), so the first run records the NATS and
-//! blobstore ports and the blobstore password in the state, and later runs listen there again.
+//! blobstore ports and the blobstore password in the state, and later runs listen there again; a
+//! director config must likewise be given to every command of a state it was used for.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,9 +18,12 @@ use tokio::sync::Mutex;
 
 use crate::blobstore::{self, BlobStore};
 use crate::cpi::{self, Cpi};
+use crate::deploy::blobs::Blobs;
+use crate::deploy::mbus::Mbus;
 use crate::deploy::report::Reporter;
 use crate::deploy::{Error, Result};
-use crate::nats::{self, NatsServer};
+use crate::director_config::DirectorConfig;
+use crate::nats;
 use crate::pki::Ca;
 use crate::state::{DirectorState, Store};
 use crate::template::Renderer;
@@ -52,7 +58,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The CPI.
     pub cpi: CpiChoice,
-    /// The address NATS and the blobstore listen on (agents must reach it).
+    /// The address its own NATS and blobstore listen on (agents must reach it).
     pub listen: IpAddr,
     /// How long a new VM's agent may take to answer (`agent_wait_timeout`).
     pub agent_wait: Duration,
@@ -67,6 +73,9 @@ pub struct Config {
     /// Variables added to the environment of the process CPI's agents (its `agent.env`), such as
     /// tests' `BOSH_AGENT_HEARTBEAT_SECS`; an external CPI is configured by its operator instead.
     pub agent_env: BTreeMap<String, String>,
+    /// The existing NATS and external blobstore to use instead of its own (the director config;
+    /// by default none: it runs both itself).
+    pub services: DirectorConfig,
 }
 
 impl Config {
@@ -82,6 +91,7 @@ impl Config {
             max_threads: 32,
             cpi_timeout: cpi::DEFAULT_TIMEOUT,
             agent_env: BTreeMap::new(),
+            services: DirectorConfig::default(),
         }
     }
 }
@@ -93,16 +103,12 @@ pub struct Director {
     pub config: Config,
     /// Its durable state.
     pub state: Mutex<Store<DirectorState>>,
-    /// Its CA.
-    pub ca: Ca,
-    /// The NATS server agents connect to.
-    pub nats: Mutex<NatsServer>,
+    /// The NATS agents connect to: its own or an existing one.
+    pub mbus: Mbus,
     /// The director's own connection to it.
     pub bus: NatsClient,
-    /// The blobs agents fetch.
-    pub blobs: BlobStore,
-    /// The HTTPS server in front of them.
-    pub blob_server: blobstore::Server,
+    /// Where blobs for agents go: its own blobstore or an external DAV server.
+    pub blobs: Blobs,
     /// The CPI.
     pub cpi: Cpi,
     /// The template renderer.
@@ -112,7 +118,8 @@ pub struct Director {
 }
 
 impl Director {
-    /// Opens the state, starts NATS and the blobstore, connects to NATS and readies the CPI.
+    /// Opens the state, starts NATS and the blobstore (or uses those of the director config),
+    /// connects to NATS and readies the CPI.
     pub async fn start(config: Config, report: Reporter) -> Result<Director> {
         let dir = &config.state_dir;
         let mut store: Store<DirectorState> = Store::open(&dir.join("state.json"))?;
@@ -123,33 +130,56 @@ impl Director {
                 state.blobstore_password = uuid::Uuid::new_v4().simple().to_string();
             })?;
         }
-        let ca = Ca::load_or_create(&dir.join("ca"))?;
 
-        let nats_config = nats::Config {
-            binary: config.nats_server.clone(),
-            dir: dir.join("nats"),
-            host: config.listen,
-            port: store.get().nats_port,
+        check_services(&mut store, &config.services)?;
+
+        let mbus = match &config.services.nats {
+            Some(external) => Mbus::external(external)?,
+            None => {
+                let nats_config = nats::Config {
+                    binary: config.nats_server.clone(),
+                    dir: dir.join("nats"),
+                    host: config.listen,
+                    port: store.get().nats_port,
+                };
+                let ca = Ca::load_or_create(&dir.join("ca"))?;
+                Mbus::own(nats_config, ca, store.get().agent_ids()).await?
+            }
         };
-        let mut nats = NatsServer::start(nats_config, &ca).await?;
-        nats.allow_agents(store.get().agent_ids()).await?;
 
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(
-            config.listen,
-            store.get().blobstore_port,
-        ))
-        .await
-        .map_err(|source| Error::Listen {
-            what: "the blobstore",
-            source,
-        })?;
-        let blobs = BlobStore::open(&dir.join("blobs"))?;
-        let blob_server =
-            blobstore::Server::start(blobs.clone(), listener, &ca.server(config.listen)?)?;
-        blob_server
-            .users()
-            .add(BLOBSTORE_USER, &store.get().blobstore_password);
-        let (nats_port, blobstore_port) = (nats.port(), blob_server.addr().port());
+        let blobs = match &config.services.blobstore {
+            Some(external) => Blobs::external(external, &dir.join("downloads"))?,
+            None => {
+                let listener = tokio::net::TcpListener::bind(SocketAddr::new(
+                    config.listen,
+                    store.get().blobstore_port,
+                ))
+                .await
+                .map_err(|source| Error::Listen {
+                    what: "the blobstore",
+                    source,
+                })?;
+                let ca = Ca::load_or_create(&dir.join("ca"))?;
+                let store_dir = BlobStore::open(&dir.join("blobs"))?;
+                let server = blobstore::Server::start(
+                    store_dir.clone(),
+                    listener,
+                    &ca.server(config.listen)?,
+                )?;
+                let password = store.get().blobstore_password.clone();
+                Blobs::own(
+                    store_dir,
+                    server,
+                    BLOBSTORE_USER,
+                    &password,
+                    ca.certificate(),
+                )
+            }
+        };
+        let nats_port = mbus.own_port().await.unwrap_or(store.get().nats_port);
+        let blobstore_port = blobs
+            .own_server()
+            .map_or(store.get().blobstore_port, |addr| addr.port());
         if store.get().nats_port != nats_port || store.get().blobstore_port != blobstore_port {
             store.update(|state| {
                 state.nats_port = nats_port;
@@ -157,11 +187,10 @@ impl Director {
             })?;
         }
 
-        let director_cert = ca.director()?;
-        let bus = NatsClient::connect(&nats.url(), client_tls(&ca, &director_cert)?)
+        let bus = NatsClient::connect(mbus.url(), mbus.client_tls()?)
             .await
             .map_err(|source| Error::Bus {
-                url: nats.url(),
+                url: mbus.url().to_owned(),
                 source,
             })?;
 
@@ -177,7 +206,7 @@ impl Director {
                     "base_dir": cpi_dir,
                     "agent": {
                         "binary": agent,
-                        "mbus": nats.url(),
+                        "mbus": mbus.url(),
                         "ntp": [],
                         "env": config.agent_env,
                     },
@@ -202,22 +231,13 @@ impl Director {
         Ok(Director {
             cpi: Cpi::new(cpi_config),
             renderer,
-            ca,
-            nats: Mutex::new(nats),
+            mbus,
             bus,
             blobs,
-            blob_server,
             state: Mutex::new(store),
             report,
             config,
         })
-    }
-
-    /// The `blobstore` agents are given in `env.bosh.blobstores`.
-    pub async fn agent_blobstore(&self) -> serde_json::Value {
-        let password = self.state.lock().await.get().blobstore_password.clone();
-        self.blob_server
-            .agent_settings(BLOBSTORE_USER, &password, self.ca.certificate())
     }
 
     /// The recorded instances of `deployment`; `None` when it does not exist.
@@ -231,41 +251,116 @@ impl Director {
             .map(|d| d.instances.clone())
     }
 
-    /// Lets `agent_id` on the bus (with every agent of the state).
+    /// Lets `agent_id` on the bus (with every agent of the state); nothing to do on an existing
+    /// NATS, whose operator configures who may connect.
     pub async fn allow_agent(&self, agent_id: &str) -> Result<()> {
         let mut agents = self.state.lock().await.get().agent_ids();
-        let mut nats = self.nats.lock().await;
-        agents.extend(nats.agents().iter().cloned());
         agents.insert(agent_id.to_owned());
-        nats.allow_agents(agents).await?;
-        Ok(())
+        self.mbus.allow_agents(agents).await
     }
 
-    /// Stops NATS (agents keep their processes and reconnect when a director runs again).
+    /// Stops its own NATS (agents keep their processes and reconnect when a director runs again).
     pub async fn stop(self) {
-        self.nats.into_inner().stop().await;
+        self.mbus.stop().await;
     }
 }
 
-/// The TLS configuration of a director's NATS connection with `cert` (the director's own, made by
-/// [`Ca::director`]; the health monitor connects with it too).
-pub fn client_tls(ca: &Ca, cert: &crate::pki::CertKey) -> Result<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem_error = |err: rustls::pki_types::pem::Error| Error::Tls(err.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.certificate().as_bytes()).map_err(pem_error)?)
-        .map_err(|err| Error::Tls(err.to_string()))?;
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|err| Error::Tls(err.to_string()))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(cert.certificate.as_bytes()).map_err(pem_error)?],
-        PrivateKeyDer::from_pem_slice(cert.private_key.as_bytes()).map_err(pem_error)?,
-    )
-    .map_err(|err| Error::Tls(err.to_string()))
+/// Records which NATS and blobstore the agents of `store` are given; once there are agents, a
+/// director config naming other ones (or none where there was one) is an error, since agents keep
+/// theirs for life.
+fn check_services(store: &mut Store<DirectorState>, services: &DirectorConfig) -> Result<()> {
+    let now = (
+        services.nats.as_ref().map(|nats| nats.url.clone()),
+        services
+            .blobstore
+            .as_ref()
+            .map(|blobstore| blobstore.endpoint.clone()),
+    );
+    let state = store.get();
+    let given = (
+        state.external_nats_url.clone(),
+        state.external_blobstore_endpoint.clone(),
+    );
+    if now == given {
+        return Ok(());
+    }
+    if !state.agent_ids().is_empty() {
+        return Err(Error::ServicesChanged {
+            given: describe_services(&given),
+            now: describe_services(&now),
+        });
+    }
+    store.update(|state| {
+        (state.external_nats_url, state.external_blobstore_endpoint) = now;
+    })?;
+    Ok(())
+}
+
+fn describe_services((nats, blobstore): &(Option<String>, Option<String>)) -> String {
+    let nats = nats
+        .as_ref()
+        .map_or("the director's own NATS".to_owned(), |url| {
+            format!("the NATS at {url}")
+        });
+    let blobstore = blobstore
+        .as_ref()
+        .map_or("the director's own blobstore".to_owned(), |endpoint| {
+            format!("the blobstore at {endpoint}")
+        });
+    format!("{nats} and {blobstore}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director_config::ExternalBlobstore;
+    use crate::state::{Deployment, Instance, Vm};
+
+    #[test]
+    fn the_services_may_change_until_agents_were_given_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store: Store<DirectorState> = Store::open(&dir.path().join("state.json")).unwrap();
+        let external = DirectorConfig {
+            nats: None,
+            blobstore: Some(ExternalBlobstore {
+                endpoint: "https://127.0.0.1:1".into(),
+                user: "u".into(),
+                password: "p".into(),
+                ca: None,
+            }),
+        };
+        check_services(&mut store, &external).unwrap();
+        assert_eq!(
+            store.get().external_blobstore_endpoint.as_deref(),
+            Some("https://127.0.0.1:1")
+        );
+        check_services(&mut store, &DirectorConfig::default()).unwrap();
+        assert_eq!(store.get().external_blobstore_endpoint, None);
+
+        store
+            .update(|state| {
+                let instance = Instance {
+                    vm: Some(Vm {
+                        agent_id: "agent-1".into(),
+                        ..Vm::default()
+                    }),
+                    ..Instance::default()
+                };
+                state.deployments.insert(
+                    "d".into(),
+                    Deployment {
+                        instances: vec![instance],
+                        ..Deployment::default()
+                    },
+                );
+            })
+            .unwrap();
+        let err = check_services(&mut store, &external).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the agents of this state were given the director's own NATS and the director's own blobstore, but this director would use the director's own NATS and the blobstore at https://127.0.0.1:1: give it the director config they were deployed with"
+        );
+        assert_eq!(store.get().external_blobstore_endpoint, None);
+        check_services(&mut store, &DirectorConfig::default()).unwrap();
+    }
 }

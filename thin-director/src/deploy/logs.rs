@@ -240,29 +240,29 @@ async fn fetch_one(
             .await
             .map_err(agent_error)?;
         let target = dir.join(format!("{}.{}", record.group, record.id));
-        let blobs = director.blobs.clone();
         let (blob_id, target_dir) = (blob.blobstore_id.clone(), target.clone());
-        let unpacked = tokio::task::spawn_blocking(move || {
-            let path = blobs
-                .path(&blob_id)
-                .ok()
-                .flatten()
-                .ok_or_else(|| Error::MissingBlob {
+        let fetched = director.blobs.fetch(&blob_id).await;
+        let unpacked = match fetched {
+            Err(err) => Err(err),
+            Ok(file) => tokio::task::spawn_blocking(move || {
+                let file = file.ok_or_else(|| Error::MissingBlob {
                     blobstore_id: blob_id.clone(),
                 })?;
-            verify_sha1(&path, &blob_id, &blob.sha1)?;
-            unpack(&path, &target_dir)
-        })
-        .await
-        .map_err(|err| DeployError::Plan(err.to_string()))?;
+                verify_sha1(file.path(), &blob_id, &blob.sha1)?;
+                unpack(file.path(), &target_dir)
+            })
+            .await
+            .map_err(|err| DeployError::Plan(err.to_string()))?
+            .map_err(|source| DeployError::Logs {
+                instance: name.clone(),
+                source,
+            }),
+        };
         // The blob is the director's to drop, whatever became of it.
-        if let Err(err) = director.blobs.delete(&blob.blobstore_id) {
+        if let Err(err) = director.blobs.delete(&blob.blobstore_id).await {
             tracing::warn!(blob_id = %blob.blobstore_id, error = %err, "deleting a logs blob");
         }
-        unpacked.map_err(|source| DeployError::Logs {
-            instance: name.clone(),
-            source,
-        })?;
+        unpacked?;
         Ok(Fetched {
             instance: name.clone(),
             dir: target,

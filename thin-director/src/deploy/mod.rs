@@ -29,6 +29,7 @@
 // `Result` small would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod blobs;
 pub mod cck;
 pub mod compile;
 pub mod director;
@@ -36,6 +37,7 @@ pub mod errand;
 pub mod inspect;
 pub mod instance;
 pub mod logs;
+pub mod mbus;
 pub mod report;
 pub mod spec;
 pub mod vm;
@@ -159,6 +161,9 @@ pub enum Error {
     /// The blobstore failed.
     #[error(transparent)]
     Blobstore(#[from] blobstore::Error),
+    /// The external DAV blobstore failed.
+    #[error("the external blobstore")]
+    Dav(#[from] crate::dav_client::Error),
     /// A certificate could not be made.
     #[error(transparent)]
     Pki(#[from] pki::Error),
@@ -179,6 +184,16 @@ pub enum Error {
         /// The cause.
         #[source]
         source: agent::client::Error,
+    },
+    /// The director config names other services than the agents of the state were given.
+    #[error(
+        "the agents of this state were given {given}, but this director would use {now}: give it the director config they were deployed with"
+    )]
+    ServicesChanged {
+        /// What the agents were given.
+        given: String,
+        /// What this director would use.
+        now: String,
     },
     /// The director's TLS configuration could not be built.
     #[error("the director's TLS configuration: {0}")]
@@ -967,7 +982,7 @@ async fn update_group(
         if !instance::needs_update(&record, &digest, instance.disk.as_ref()) {
             continue;
         }
-        let (blob, _) = director.blobs.put_bytes(&templates.archive)?;
+        let (blob, _) = director.blobs.put_bytes(&templates.archive).await?;
         apply["rendered_templates_archive"]["blobstore_id"] = Value::from(blob);
         work.push((
             instance.placement.az.clone(),
@@ -1084,17 +1099,10 @@ async fn group_blobs(
             .job_blobs
             .get(&key)
             .cloned();
-        let blob = match known.filter(|b| {
-            director
-                .blobs
-                .path(&b.blobstore_id)
-                .ok()
-                .flatten()
-                .is_some()
-        }) {
-            Some(blob) => blob,
-            None => {
-                let (blobstore_id, sha1) = director.blobs.put_file(&release_job.blob)?;
+        let blob = match known {
+            Some(blob) if director.blobs.exists(&blob.blobstore_id).await? => blob,
+            _ => {
+                let (blobstore_id, sha1) = director.blobs.put_file(&release_job.blob).await?;
                 let blob = state::CompiledPackage { blobstore_id, sha1 };
                 let saved = blob.clone();
                 director

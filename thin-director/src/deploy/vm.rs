@@ -1,7 +1,7 @@
 //! Creating and deleting a VM (`reference/director-cpi.md` §2.5): a new agent id let on the bus,
-//! its certificate in `env.bosh.mbus.cert`, the director's blobstore in `env.bosh.blobstores`,
-//! `create_vm` (retried by the CPI client while the CPI says `ok_to_retry`), `set_vm_metadata`, and
-//! the ping loop until the agent answers. A VM whose agent never answers is deleted, and the error
+//! its certificate in `env.bosh.mbus.cert`, the director's blobstore (its own or the external one)
+//! in `env.bosh.blobstores`, `create_vm` (retried by the CPI client while the CPI says
+//! `ok_to_retry`), `set_vm_metadata`, and the ping loop until the agent answers. A VM whose agent never answers is deleted, and the error
 //! carries the end of its agent's log when the director can see it (the process CPI).
 
 use serde_json::{Map, Value, json};
@@ -50,7 +50,7 @@ pub async fn create(
 ) -> Result<NewVm> {
     let agent_id = uuid::Uuid::new_v4().to_string();
     director.allow_agent(&agent_id).await?;
-    let cert = director.ca.agent(&agent_id)?;
+    let cert = director.mbus.agent_certificate(&agent_id)?;
     let mut env = request.group_env.clone();
     let mut bosh = match env.remove("bosh") {
         Some(Value::Object(bosh)) => bosh,
@@ -59,14 +59,14 @@ pub async fn create(
     bosh.insert(
         "mbus".into(),
         json!({"cert": {
-            "ca": director.ca.certificate(),
+            "ca": director.mbus.server_ca(),
             "certificate": cert.certificate,
             "private_key": cert.private_key,
         }}),
     );
     bosh.insert(
         "blobstores".into(),
-        Value::Array(vec![director.agent_blobstore().await]),
+        Value::Array(vec![director.blobs.agent_settings().clone()]),
     );
     env.insert("bosh".into(), Value::Object(bosh));
     let create = CreateVm {

@@ -13,7 +13,7 @@ use agent::protocol::subjects;
 use futures_util::StreamExt as _;
 use futures_util::stream::SelectAll;
 
-use crate::deploy::director::{self, Director};
+use crate::deploy::director::Director;
 use crate::health::message::{self, AgentMessage};
 use crate::health::{Error, Result};
 
@@ -41,9 +41,11 @@ impl Subscription {
     /// Connects to the director's NATS with the director's certificate and subscribes; returns
     /// once the server has the subscriptions, so no message published afterwards is missed.
     pub async fn connect(director: &Director) -> Result<Subscription> {
-        let url = director.nats.lock().await.url();
-        let cert = director.ca.director()?;
-        let tls = director::client_tls(&director.ca, &cert).map_err(|e| Error::Tls(Box::new(e)))?;
+        let url = director.mbus.url().to_owned();
+        let tls = director
+            .mbus
+            .client_tls()
+            .map_err(|e| Error::Tls(Box::new(e)))?;
         let client = async_nats::ConnectOptions::new()
             .require_tls(true)
             .tls_client_config(tls)

@@ -47,7 +47,6 @@ use crate::deploy::{self, report};
 use crate::health::event::Event;
 use crate::health::monitor::{Batch, Monitor};
 use crate::health::timeline::{Expected, InstanceKey};
-use crate::pki;
 
 /// The HM's `agent_timeout`: an agent not heard from for longer is missing.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,9 +82,6 @@ impl Default for Config {
 /// Why the health monitor could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The director's certificate could not be made.
-    #[error("the health monitor's certificate")]
-    Pki(#[from] pki::Error),
     /// The TLS configuration could not be built.
     #[error("the health monitor's TLS configuration")]
     Tls(#[source] Box<deploy::Error>),

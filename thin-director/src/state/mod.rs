@@ -26,6 +26,13 @@ pub struct DirectorState {
     pub blobstore_port: u16,
     /// The password agents use with the blobstore, made once.
     pub blobstore_password: String,
+    /// The URL of the existing NATS agents were given (the director config); `None`: the
+    /// director's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_nats_url: Option<String>,
+    /// The endpoint of the external blobstore agents were given; `None`: the director's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_blobstore_endpoint: Option<String>,
     /// Deployments by name.
     pub deployments: BTreeMap<String, Deployment>,
     /// Stemcells uploaded to the CPI, by `<name>/<version>`.

@@ -166,6 +166,14 @@ impl Fixture {
 
     /// The same, with `adjust` applied to its config first.
     pub async fn director_with(&self, adjust: impl FnOnce(&mut Config)) -> Director {
+        self.try_director_with(adjust).await.unwrap()
+    }
+
+    /// The same, or why it could not start.
+    pub async fn try_director_with(
+        &self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> deploy::Result<Director> {
         let cpi = CpiChoice::Process {
             executable: env!("CARGO_BIN_EXE_process-cpi").into(),
             agent: bosh_agent(),
@@ -173,9 +181,7 @@ impl Fixture {
         let mut config = Config::new(self.dir.path().join("state"), cpi);
         config.agent_wait = Duration::from_secs(60);
         adjust(&mut config);
-        Director::start(config, Reporter::to(Box::new(self.output.clone()), false))
-            .await
-            .unwrap()
+        Director::start(config, Reporter::to(Box::new(self.output.clone()), false)).await
     }
 
     pub async fn deploy(
