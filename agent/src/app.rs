@@ -79,7 +79,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     let context = Arc::new(Context {
         dirs: dirs.clone(),
         settings: settings.clone(),
-        platform: platform::new_platform(options.platform, &dirs),
+        platform: platform::new_platform_with_options(
+            options.platform,
+            &dirs,
+            &config.platform.linux,
+        ),
         supervisor: jobs::supervisor::by_name(
             &options.supervisor,
             &dirs,
@@ -112,8 +116,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             }
         }
     });
-    // Connect (or bind) first: the connection and its TLS handshake proceed in the background while
-    // the VM is bootstrapped; requests are served only once the bootstrap is done.
+    // The bootstrap up to networking comes first: on a VM the bus is unreachable before it. Then
+    // the bus connects (or binds); the connection and its TLS handshake proceed in the background
+    // while the disks and directories are set up; requests are served only once all is done.
+    crate::bootstrap::run(context.clone(), crate::bootstrap::Phase::UntilNetworking).await?;
     let url = current.mbus_url().to_owned();
     let bus = match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("nats") => {
@@ -141,11 +147,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         _ => return Err(bus::Error::Scheme(settings::redact::redact_url(&url)).into()),
     };
 
-    crate::bootstrap::run(context.clone())
-        .await
-        .map_err(|err| {
-            anyhow::anyhow!("bootstrap: {}", settings::source::error_chain(err.as_ref()))
-        })?;
+    crate::bootstrap::run(context.clone(), crate::bootstrap::Phase::AfterNetworking).await?;
     // Job processes outlive the agent: the supervisor adopts them from their pidfiles.
     if let Err(err) = crate::action::start::load_jobs(&context).await {
         tracing::error!(error = %settings::source::error_chain(err.as_ref()), "loading the jobs' monit files");

@@ -2,7 +2,8 @@
 //! path outside the base dir goes through this crate (`platform/platform_interface.go`).
 //!
 //! * [`Platform`]: the operations the agent's actions call, one module per concern for their errors:
-//!   [`disk`], [`user`], [`cert`], [`net`], [`power`], [`vitals`], [`owner`];
+//!   [`disk`], [`user`], [`cert`], [`net`], [`power`], [`vitals`], [`owner`]; and the VM's
+//!   bootstrap, one [`bootstrap::Step`] at a time in the reference's order;
 //! * [`cmd`]: the only place that spawns processes ([`cmd::CommandRunner`], the real
 //!   [`cmd::SystemRunner`], and a recording fake in `testing`, behind the `testing` feature);
 //! * [`host_paths`]: every host path (`/dev`, `/proc`, `/sys`, `/etc`) under a root that tests move;
@@ -12,8 +13,9 @@
 //!   base dir and writes nothing outside it.
 //!
 //! The crate also mounts config drives and CD-ROMs for the settings sources
-//! ([`settings::source::Mounter`]). On Linux only vitals, `is_mount_point` and the host key are real
-//! so far; the other operations fail with an `Unsupported` error until the Linux platform issue.
+//! ([`settings::source::Mounter`]). On Linux the bootstrap, vitals, passwords, `is_mount_point`, DNS
+//! records, logrotate and the host key are real; the persistent-disk, `bosh ssh`, certificate, ARP
+//! and power operations still fail with an `Unsupported` error.
 //! **Architecture invariant:** `platform` knows no protocol and no message bus.
 //!
 //! To add an operation: add the method to [`Platform`] with its concern's `Error`, implement it in
@@ -22,6 +24,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod bootstrap;
 pub mod cert;
 pub mod cmd;
 pub mod disk;
@@ -130,6 +133,14 @@ pub trait Platform: Send + Sync + fmt::Debug {
 
     /// Sets up the rotation of the jobs' logs under `base` at `size` (on every `apply`).
     fn setup_logrotate(&self, base: &Path, size: &str) -> Result<(), logrotate::Error>;
+
+    /// Runs one step of the VM's bootstrap; the agent runs [`bootstrap::Step::ORDER`] once per
+    /// start, after loading the settings. Each step is idempotent across agent and VM restarts.
+    fn bootstrap(
+        &self,
+        step: bootstrap::Step,
+        input: &bootstrap::Input<'_>,
+    ) -> Result<(), bootstrap::Error>;
 }
 
 /// The platforms `-P` selects.
@@ -171,13 +182,25 @@ pub fn drive_mounter(
     }
 }
 
-/// The named platform; `dirs` is the agent's base dir.
+/// The named platform; `dirs` is the agent's base dir. The Linux platform gets default
+/// `Platform.Linux` options ([`new_platform_with_options`] takes the agent config's).
 pub fn new_platform(name: PlatformName, dirs: &settings::Dirs) -> Arc<dyn Platform> {
+    new_platform_with_options(name, dirs, &settings::agent_config::LinuxOptions::default())
+}
+
+/// The named platform with the agent config's `Platform.Linux` options (the dummy platform
+/// ignores them).
+pub fn new_platform_with_options(
+    name: PlatformName,
+    dirs: &settings::Dirs,
+    linux_options: &settings::agent_config::LinuxOptions,
+) -> Arc<dyn Platform> {
     match name {
-        PlatformName::Linux => Arc::new(linux::LinuxPlatform::new(
+        PlatformName::Linux => Arc::new(linux::LinuxPlatform::with_options(
             HostPaths::system(),
             dirs,
             Arc::new(cmd::SystemRunner),
+            linux_options.clone(),
         )),
         PlatformName::Dummy => Arc::new(dummy::DummyPlatform::new(dirs)),
     }

@@ -21,6 +21,8 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     /// The filesystem type (`ext4`, `tmpfs`).
     pub fs_type: String,
+    /// The per-mount options (`rw`, `nosuid`, `nodev`, `noexec`, `relatime`).
+    pub options: Vec<String>,
 }
 
 /// A `mountinfo` line that does not have the kernel's shape.
@@ -89,6 +91,7 @@ pub fn parse_mountinfo(text: &str) -> std::result::Result<Vec<MountEntry>, Parse
             source: String::from_utf8_lossy(&unescape(source)).into_owned(),
             mount_point: PathBuf::from(OsString::from_vec(unescape(fields[4]))),
             fs_type: String::from_utf8_lossy(&unescape(fs_type)).into_owned(),
+            options: fields[5].split(',').map(str::to_owned).collect(),
         });
     }
     Ok(entries)
@@ -102,6 +105,11 @@ pub fn read_mounts(host: &HostPaths) -> Result<Vec<MountEntry>> {
         source,
     })?;
     parse_mountinfo(&text).map_err(|source| Error::Parse { path, source })
+}
+
+/// The last entry mounted on `path` (the one visible there), if any.
+pub fn mounted_on<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    mounts.iter().rev().find(|entry| entry.mount_point == path)
 }
 
 /// Whether `path` is the mount point of some entry in `mounts`.
@@ -186,6 +194,20 @@ mod tests {
                 ("my\\device", "/mnt/with space", "tmpfs"),
             ]
         );
+    }
+
+    #[test]
+    fn per_mount_options_are_kept_and_the_last_mount_wins() {
+        let mut text = MOUNTINFO.to_owned();
+        text.push_str("70 22 0:60 / /var/vcap/store rw,nosuid,nodev - tmpfs tmpfs rw\n");
+        let entries = parse_mountinfo(&text).unwrap();
+        assert_eq!(
+            entries[1].options,
+            vec!["rw", "nosuid", "nodev", "noexec", "relatime"]
+        );
+        let store = mounted_on(&entries, Path::new("/var/vcap/store")).unwrap();
+        assert_eq!((store.source.as_str(), store.options.len()), ("tmpfs", 3));
+        assert!(mounted_on(&entries, Path::new("/var/vcap")).is_none());
     }
 
     #[test]

@@ -28,6 +28,18 @@ pub enum Error {
     /// The operation arrives on Linux with a later issue.
     #[error("{0} on linux is not implemented yet")]
     Unsupported(&'static str),
+    /// A command changing users failed (`usermod`).
+    #[error("running {command}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: Box<crate::cmd::Error>,
+    },
+    /// Another host operation on users failed.
+    #[error(transparent)]
+    Host(Box<crate::bootstrap::Error>),
     /// The user name is not one `useradd` accepts.
     #[error("user name '{name}' {reason}")]
     InvalidUserName {

@@ -25,6 +25,8 @@
 //! disk ever formatted (Go keeps only the last); names are not repeated in `disk_associations.json`;
 //! dynamic disks, SSH users, certificates, ARP flushes and shutdown are recorded (Go ignores them).
 //! Mount points outside the base dir and bad names are refused before anything is written.
+//! Of the bootstrap steps only the passwords are recorded (`bosh/<user>/password`); the others do
+//! nothing.
 
 pub mod drive;
 pub mod state;
@@ -198,6 +200,26 @@ impl Platform for DummyPlatform {
 
     fn vitals(&self) -> Result<Vitals, crate::vitals::Error> {
         self.vitals.collect()
+    }
+
+    fn bootstrap(
+        &self,
+        step: crate::bootstrap::Step,
+        input: &crate::bootstrap::Input<'_>,
+    ) -> Result<(), crate::bootstrap::Error> {
+        match step {
+            // Passwords go to `bosh/<user>/password`, as before the bootstrap had steps.
+            crate::bootstrap::Step::Passwords => {
+                let env = &input.settings.env.bosh;
+                if !env.keep_root_password {
+                    self.write_password("root", &env.password)?;
+                }
+                self.write_password("vcap", &env.password)?;
+                Ok(())
+            }
+            // Nothing else touches the host; the base dir has no disk, network or mount to set up.
+            _ => Ok(()),
+        }
     }
 }
 

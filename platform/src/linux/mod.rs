@@ -1,19 +1,39 @@
 //! The Linux platform (`platform/linux_platform.go`): real mounts, disks, networks and users.
 //!
-//! Today it mounts config drives and CD-ROMs for the settings sources ([`drive`]), and of the
-//! [`Platform`] operations it implements vitals ([`VitalsCollector`]), `is_mount_point` (from
-//! `/proc/self/mountinfo`) and `host_public_key` (`/etc/ssh/ssh_host_rsa_key.pub`). Every other
-//! operation fails with its concern's `Unsupported` error, e.g. "mounting persistent disks on linux is
-//! not implemented yet"; they arrive with the Linux platform issue.
+//! It mounts config drives and CD-ROMs for the settings sources ([`drive`]) and runs the VM's
+//! bootstrap ([`Platform::bootstrap`], one module per concern: [`users`], [`hostname`],
+//! [`interfaces`] and [`networkd`], [`device_path`], [`partition`] and [`ephemeral`], [`layout`],
+//! with [`mounter`] and [`files`] shared). Of the other [`Platform`] operations it implements
+//! vitals ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords
+//! (`usermod -p`), `host_public_key` (`/etc/ssh/ssh_host_rsa_key.pub`), DNS records and
+//! logrotate. The persistent-disk, `bosh ssh`, certificate, ARP and power operations still fail
+//! with their concern's `Unsupported` error, e.g. "mounting persistent disks on linux is not
+//! implemented yet".
+//!
+//! Every command goes through the [`CommandRunner`] and every host path through [`HostPaths`], so
+//! the unit tests run the steps against a temporary root and a recording runner.
 
+pub mod device_path;
 pub mod drive;
+pub mod ephemeral;
+pub mod files;
+pub mod hostname;
+pub mod interfaces;
+pub mod layout;
+pub mod mounter;
+pub mod networkd;
+pub mod partition;
+pub mod users;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use settings::Dirs;
+use settings::agent_config::LinuxOptions;
 use settings::model::DiskSettings;
 
+use crate::bootstrap::{self, Step};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::vitals::{Vitals, VitalsCollector};
 use crate::{HostPaths, Platform, cert, disk, dns, logrotate, mount, net, power, user, vitals};
@@ -25,19 +45,114 @@ const HOST_PUBLIC_KEY_FILE: &str = "ssh/ssh_host_rsa_key.pub";
 #[derive(Debug)]
 pub struct LinuxPlatform {
     host: HostPaths,
+    dirs: Dirs,
+    options: LinuxOptions,
     vitals: VitalsCollector,
     runner: Arc<dyn CommandRunner>,
+    timing: Timing,
+}
+
+/// The waits and retries of the bootstrap (Go's; tests shorten them).
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How long a disk is looked for and how often.
+    pub resolver: device_path::Resolver,
+    /// How partitioning commands are retried.
+    pub partition_retry: partition::Retry,
+    /// How often a static address is looked for after `restart_networking`.
+    pub address_tries: u32,
+    /// The pause between two looks.
+    pub address_retry_delay: Duration,
+}
+
+impl Timing {
+    /// Go's waits for the resolver `DevicePathResolutionType` names.
+    pub fn new(resolution_type: &str) -> Timing {
+        Timing {
+            resolver: device_path::Resolver::new(resolution_type),
+            partition_retry: partition::Retry::default(),
+            address_tries: 10,
+            address_retry_delay: Duration::from_secs(1),
+        }
+    }
 }
 
 impl LinuxPlatform {
     /// The platform of the host `host`, for the agent whose base dir is that of `dirs`, running
-    /// commands through `runner`.
+    /// commands through `runner`, with default `Platform.Linux` options.
     pub fn new(host: HostPaths, dirs: &Dirs, runner: Arc<dyn CommandRunner>) -> LinuxPlatform {
+        LinuxPlatform::with_options(host, dirs, runner, LinuxOptions::default())
+    }
+
+    /// [`LinuxPlatform::new`] with the agent config's `Platform.Linux` options.
+    pub fn with_options(
+        host: HostPaths,
+        dirs: &Dirs,
+        runner: Arc<dyn CommandRunner>,
+        options: LinuxOptions,
+    ) -> LinuxPlatform {
         LinuxPlatform {
             vitals: VitalsCollector::new(host.clone(), dirs),
+            timing: Timing::new(&options.device_path_resolution_type),
             host,
+            dirs: dirs.clone(),
+            options,
             runner,
         }
+    }
+
+    /// Replaces the waits and retries (tests use zero delays).
+    pub fn with_timing(mut self, timing: Timing) -> LinuxPlatform {
+        self.timing = timing;
+        self
+    }
+
+    fn layout(&self) -> layout::Layout<'_> {
+        layout::Layout {
+            runner: self.runner.as_ref(),
+            host: &self.host,
+            dirs: &self.dirs,
+        }
+    }
+
+    /// Runs the stemcell script `name` from `<base>/bosh/bin` if the stemcell has it.
+    fn run_stemcell_script(&self, name: &str) -> bootstrap::Result<()> {
+        let script = self.dirs.bosh_bin_dir().join(name);
+        if !script.exists() {
+            tracing::debug!(script = %script.display(), "the stemcell has no such script, skipped");
+            return Ok(());
+        }
+        files::run(self.runner.as_ref(), Cmd::new(&script)).map(drop)
+    }
+
+    fn setup_networking(&self, settings: &settings::Settings) -> bootstrap::Result<()> {
+        let interfaces = interfaces::detect(&self.host)?;
+        let options = networkd::NetworkingOptions {
+            restart_script: self.dirs.bosh_bin_dir().join("restart_networking"),
+            is_systemd: self.options.service_manager == "systemd",
+            address_tries: self.timing.address_tries,
+            address_retry_delay: self.timing.address_retry_delay,
+        };
+        networkd::setup_networking(
+            self.runner.as_ref(),
+            &self.host,
+            &settings.networks,
+            &interfaces,
+            &options,
+        )
+    }
+
+    fn setup_ntp(&self, servers: &[String]) -> bootstrap::Result<()> {
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let path = self.dirs.etc_dir().join("ntpserver");
+        files::write_if_changed(&path, servers.join(" ").as_bytes(), 0o644)?;
+        // Best effort, as in Go: the clock is synced by the stemcell's service anyway.
+        if let Err(err) = self.run_stemcell_script("sync-time") {
+            tracing::warn!(error = %err, "sync-time failed");
+        }
+        Ok(())
     }
 }
 
@@ -92,8 +207,14 @@ impl Platform for LinuxPlatform {
         Err(user::Error::Unsupported("cleaning up ssh users"))
     }
 
-    fn set_user_password(&self, _user: &str, _crypted: &str) -> Result<(), user::Error> {
-        Err(user::Error::Unsupported("setting user passwords"))
+    fn set_user_password(&self, user: &str, crypted: &str) -> Result<(), user::Error> {
+        users::set_password(self.runner.as_ref(), user, crypted).map_err(|err| match err {
+            bootstrap::Error::User(err) => err,
+            bootstrap::Error::Command { command, source } => {
+                user::Error::Command { command, source }
+            }
+            other => user::Error::Host(Box::new(other)),
+        })
     }
 
     fn host_public_key(&self) -> Result<String, user::Error> {
@@ -153,7 +274,94 @@ impl Platform for LinuxPlatform {
     fn vitals(&self) -> Result<Vitals, vitals::Error> {
         self.vitals.collect()
     }
+
+    fn bootstrap(&self, step: Step, input: &bootstrap::Input<'_>) -> bootstrap::Result<()> {
+        let settings = input.settings;
+        let runner = self.runner.as_ref();
+        match step {
+            Step::RuntimeConfiguration => self.run_stemcell_script("bosh-agent-rc"),
+            Step::SshKeys => {
+                let keys =
+                    users::vcap_keys(&settings.env.bosh.authorized_keys, input.iaas_public_key);
+                users::setup_ssh_keys(runner, &self.host, users::VCAP_USER, &keys)
+            }
+            Step::Passwords => {
+                let password = &settings.env.bosh.password;
+                if !settings.env.bosh.keep_root_password {
+                    users::set_password(runner, "root", password)?;
+                }
+                users::set_password(runner, users::VCAP_USER, password)
+            }
+            Step::Ipv6 => {
+                if settings.env.bosh.ipv6.enable {
+                    tracing::warn!(
+                        "env.bosh.ipv6.enable is not supported yet, IPv6 is left as the kernel has it"
+                    );
+                }
+                Ok(())
+            }
+            Step::Hostname => hostname::setup_hostname(
+                runner,
+                &self.host,
+                &self.dirs.agent_state_file(),
+                &settings.agent_id,
+            ),
+            Step::Networking => self.setup_networking(settings),
+            Step::RawEphemeralDisks => {
+                if settings.raw_ephemeral_disk_settings().is_empty() {
+                    Ok(())
+                } else {
+                    Err(bootstrap::Error::Unsupported(
+                        "disks.raw_ephemeral".to_owned(),
+                    ))
+                }
+            }
+            Step::EphemeralDisk => {
+                let options = ephemeral::EphemeralOptions {
+                    dirs: &self.dirs,
+                    linux: &self.options,
+                    resolver: &self.timing.resolver,
+                    retry: self.timing.partition_retry,
+                };
+                ephemeral::setup_ephemeral_disk(
+                    runner,
+                    &self.host,
+                    &options,
+                    &settings.ephemeral_disk_settings(),
+                    &settings.agent_id,
+                    settings.env.bosh.swap_size,
+                )
+            }
+            Step::RootDisk => {
+                tracing::debug!("growing the root filesystem is not supported yet, skipped");
+                Ok(())
+            }
+            Step::SharedMemory => self.layout().setup_shared_memory(),
+            Step::LogDir => self.layout().setup_log_dir(),
+            Step::OptDir => self.layout().setup_opt_dir(),
+            Step::Ntp => self.setup_ntp(settings.ntp_servers()),
+            Step::LoggingAndAuditing => self.run_stemcell_script("bosh-start-logging-and-auditing"),
+            Step::DataDir => self
+                .layout()
+                .setup_data_dir(&settings.env.bosh.job_dir, &settings.env.bosh.run_dir),
+            Step::TmpDir => self
+                .layout()
+                .setup_tmp_dir(self.options.use_default_tmp_dir),
+            Step::CanRestartDir => {
+                if settings.tmpfs_enabled() {
+                    self.layout().setup_can_restart_dir()
+                } else {
+                    Ok(())
+                }
+            }
+            Step::HomeDir => self.layout().setup_home_dir(),
+            Step::BlobsDir => self.layout().setup_blobs_dir(),
+        }
+    }
 }
+
+#[cfg(test)]
+mod bootstrap_tests;
 
 #[cfg(test)]
 mod tests {
