@@ -40,4 +40,8 @@ ensure_rust() {
 }
 
 # The Debian packages the build and the tests need.
-PACKAGES=(build-essential pkg-config ca-certificates nats-server ruby)
+# The Debian packages the build and the tests need: the VM tests build a stemcell (debootstrap,
+# sfdisk from fdisk, mkfs.ext4 and debugfs from e2fsprogs, extlinux and syslinux's MBR) and boot it
+# under QEMU with config drives made by genisoimage.
+PACKAGES=(build-essential pkg-config ca-certificates nats-server ruby
+  qemu-system-x86 qemu-utils debootstrap fdisk e2fsprogs extlinux syslinux-common genisoimage)
