@@ -466,7 +466,7 @@ mod tests {
             let ca = Ca::load_or_create(&dir.path().join("ca")).unwrap();
             let store = BlobStore::open(&dir.path().join("blobs")).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let tls = ca.server("127.0.0.1".parse().unwrap()).unwrap();
+            let tls = ca.server(&["127.0.0.1".parse().unwrap()]).unwrap();
             let server = Server::start(store.clone(), listener, &tls).unwrap();
             server.users().add("agent", "secret");
             use rustls::pki_types::pem::PemObject as _;

@@ -288,7 +288,7 @@ mod tests {
         let ca = Ca::load_or_create(&dir.join("ca")).unwrap();
         let store = BlobStore::open(&dir.join("blobs")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tls = ca.server("127.0.0.1".parse().unwrap()).unwrap();
+        let tls = ca.server(&["127.0.0.1".parse().unwrap()]).unwrap();
         let server = Server::start(store.clone(), listener, &tls).unwrap();
         server.users().add("director", "secret");
         (server, store, ca.certificate().to_owned())

@@ -51,6 +51,10 @@ struct Cli {
     /// command on the same state.
     #[arg(long, global = true, value_name = "FILE")]
     director_config: Option<PathBuf>,
+    /// Another address agents reach the director's NATS and blobstore at, added to their
+    /// certificates (repeatable): e.g. the guest address a QEMU CPI forwards to them.
+    #[arg(long = "advertise-address", global = true, value_name = "IP")]
+    advertised: Vec<std::net::IpAddr>,
     /// Seconds a new VM's agent may take to answer.
     #[arg(long, global = true, default_value_t = 600)]
     agent_wait: u64,
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut config = Config::new(state_dir, cpi);
     config.agent_wait = Duration::from_secs(cli.agent_wait);
+    config.advertised = cli.advertised.clone();
     if let Some(path) = &cli.director_config {
         config.services = DirectorConfig::load(path)?;
     }

@@ -41,6 +41,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// The address it listens on.
     pub host: IpAddr,
+    /// Other addresses agents reach it at (a CPI's forwards into its VMs), in its certificate too.
+    pub advertised: Vec<IpAddr>,
     /// The port; 0 for any free one.
     pub port: u16,
 }
@@ -91,7 +93,9 @@ impl NatsServer {
     pub async fn start(config: Config, ca: &Ca) -> Result<NatsServer, Error> {
         let dir = &config.dir;
         create_dir(dir)?;
-        let server = ca.nats_server(&[config.host])?;
+        let mut addresses = vec![config.host];
+        addresses.extend(&config.advertised);
+        let server = ca.nats_server(&addresses)?;
         write(&dir.join("ca.pem"), ca.certificate())?;
         write(&dir.join("server.pem"), &server.certificate)?;
         write(&dir.join("server-key.pem"), &server.private_key)?;
@@ -318,10 +322,36 @@ mod tests {
             binary: DEFAULT_BINARY.into(),
             dir: dir.join("nats"),
             host: "127.0.0.1".parse().unwrap(),
+            advertised: vec!["10.0.2.100".parse().unwrap()],
             port: 0,
         };
         let server = NatsServer::start(config, &ca).await.unwrap();
         (ca, server)
+    }
+
+    #[tokio::test]
+    async fn the_server_certificate_names_the_listen_and_advertised_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_ca, _server) = start(dir.path()).await;
+        let pem = std::fs::read(dir.path().join("nats/server.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let sans = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = sans
+            .value
+            .general_names
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        // x509-parser shows IP addresses in hex: 127.0.0.1 and 10.0.2.100.
+        assert_eq!(
+            names,
+            [
+                "DNSName(default.nats.bosh-internal)",
+                "IPAddress(7f:00:00:01)",
+                "IPAddress(0a:00:02:64)"
+            ]
+        );
     }
 
     async fn connect(

@@ -180,12 +180,12 @@ impl Ca {
     }
 
     /// A server certificate for another of the director's HTTPS services (the blobstore) at
-    /// `address`.
-    pub fn server(&self, address: IpAddr) -> Result<CertKey, Error> {
+    /// `addresses`.
+    pub fn server(&self, addresses: &[IpAddr]) -> Result<CertKey, Error> {
         self.leaf(
             BLOBSTORE_CN,
             ExtendedKeyUsagePurpose::ServerAuth,
-            vec![SanType::IpAddress(address)],
+            addresses.iter().map(|ip| SanType::IpAddress(*ip)).collect(),
         )
     }
 

@@ -108,7 +108,7 @@ async fn a_deploy_uses_an_existing_nats_and_an_external_dav_blobstore_and_starts
     let dav = Server::start(
         BlobStore::open(&dav_dir).unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        &dav_ca.server("127.0.0.1".parse().unwrap()).unwrap(),
+        &dav_ca.server(&["127.0.0.1".parse().unwrap()]).unwrap(),
     )
     .unwrap();
     dav.users().add("director", "dav-secret");

@@ -293,6 +293,7 @@ async fn a_vm_is_an_agent_the_director_reaches_over_nats_until_delete_vm_stops_i
             binary: nats::DEFAULT_BINARY.into(),
             dir: dir.path().join("nats"),
             host: "127.0.0.1".parse().unwrap(),
+            advertised: Vec::new(),
             port: 0,
         },
         &ca,

@@ -60,6 +60,9 @@ pub struct Config {
     pub cpi: CpiChoice,
     /// The address its own NATS and blobstore listen on (agents must reach it).
     pub listen: IpAddr,
+    /// Other addresses agents reach its own NATS and blobstore at, such as the guest addresses a
+    /// QEMU CPI forwards to `listen`: added to their certificates (agents check them).
+    pub advertised: Vec<IpAddr>,
     /// How long a new VM's agent may take to answer (`agent_wait_timeout`).
     pub agent_wait: Duration,
     /// The `ruby` that renders templates.
@@ -85,6 +88,7 @@ impl Config {
             state_dir,
             cpi,
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertised: Vec::new(),
             agent_wait: Duration::from_secs(600),
             ruby: "/usr/bin/ruby".into(),
             nats_server: nats::DEFAULT_BINARY.into(),
@@ -140,6 +144,7 @@ impl Director {
                     binary: config.nats_server.clone(),
                     dir: dir.join("nats"),
                     host: config.listen,
+                    advertised: config.advertised.clone(),
                     port: store.get().nats_port,
                 };
                 let ca = Ca::load_or_create(&dir.join("ca"))?;
@@ -164,7 +169,7 @@ impl Director {
                 let server = blobstore::Server::start(
                     store_dir.clone(),
                     listener,
-                    &ca.server(config.listen)?,
+                    &ca.server(&[&[config.listen][..], &config.advertised].concat())?,
                 )?;
                 let password = store.get().blobstore_password.clone();
                 Blobs::own(
