@@ -6,3 +6,6 @@
 
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout)]
+
+/// The VM test harness: machines driven through a root shell, the console scanner, the test world.
+pub mod harness;
