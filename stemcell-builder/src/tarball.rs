@@ -37,6 +37,9 @@ pub fn tarball_name(version: &str) -> String {
 pub fn write_image(qcow2: &Path, image: &Path) -> Result<String, Error> {
     write_atomically(image, |file| {
         let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::none()));
+        // Plain entries only: a GNU sparse entry (the tar crate's default for files with holes)
+        // is not a regular file to CPIs that unpack `root.img`.
+        builder.sparse(false);
         builder.append_path_with_name(qcow2, ROOT_IMG)?;
         builder.into_inner()?.finish()?.flush()
     })?;
@@ -55,6 +58,7 @@ pub fn write_stemcell(
 ) -> Result<(), Error> {
     write_atomically(tarball, |file| {
         let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::none()));
+        builder.sparse(false);
         for (name, content) in [
             ("stemcell.MF", manifest_yaml.as_bytes()),
             ("packages.txt", packages_txt.as_bytes()),

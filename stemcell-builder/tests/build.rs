@@ -54,6 +54,12 @@ fn untar_gz(path: &Path) -> Vec<(String, Vec<u8>)> {
         .map(|entry| {
             let mut entry = entry.unwrap();
             let name = entry.path().unwrap().to_string_lossy().into_owned();
+            // Regular entries only: CPIs unpacking `root.img` take nothing else (no GNU sparse).
+            assert_eq!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular,
+                "{name} is a regular file entry"
+            );
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();
             (name, content)
