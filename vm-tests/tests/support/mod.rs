@@ -17,14 +17,9 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(420);
 /// A unit or command that should settle soon after the agent answers.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The `qemu-cpi` binary: cargo's path when this crate has that binary, else `QEMU_CPI`.
+/// This crate's `qemu-cpi` binary.
 pub fn qemu_cpi() -> PathBuf {
-    match option_env!("CARGO_BIN_EXE_qemu-cpi") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("QEMU_CPI")
-            .map(PathBuf::from)
-            .expect("no qemu-cpi binary in this crate: set QEMU_CPI to one"),
-    }
+    PathBuf::from(env!("CARGO_BIN_EXE_qemu-cpi"))
 }
 
 /// A world with this crate's QEMU CPI.
