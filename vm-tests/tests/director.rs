@@ -1,0 +1,291 @@
+//! The thin director deploys the example release onto QEMU VMs through the QEMU CPI: the stemcell
+//! uploaded with `create_stemcell`, the `hello` package compiled on a compilation VM, two instances
+//! created, updated canary first and running, then the deployment deleted with its VMs.
+//!
+//! The director runs its own NATS and blobstore on host loopback; the CPI forwards guest addresses
+//! to them (`10.0.2.100` for NATS, `10.0.2.101` for the blobstore) and rewrites the URLs agents
+//! get, and the director puts those guest addresses in its certificates (`advertised`).
+
+// An integration test binary is a test module of its own.
+#![allow(clippy::tests_outside_test_module)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use thin_director::deploy::director::{Config, CpiChoice, Director};
+use thin_director::deploy::report::Reporter;
+use thin_director::deploy::{self, inspect};
+use vm_tests::harness::stemcell;
+
+/// Where guests reach the director's NATS.
+const GUEST_NATS: &str = "10.0.2.100:4222";
+
+/// The address guests reach the director's blobstore at (its port is the host's).
+const GUEST_BLOBSTORE_IP: &str = "10.0.2.101";
+
+/// One deploy: a compilation VM and two instances, each booted under TCG.
+const AGENT_WAIT: Duration = Duration::from_secs(600);
+
+fn manifest(stemcell_version: &str) -> String {
+    format!(
+        r#"name: hello-qemu
+releases:
+- name: hello
+  version: "1"
+  url: hello-1.tgz
+stemcells:
+- alias: default
+  os: debian-bookworm
+  version: "{stemcell_version}"
+update:
+  canaries: 1
+  max_in_flight: 1
+  canary_watch_time: 1000-120000
+  update_watch_time: 1000-120000
+instance_groups:
+- name: hello
+  instances: 2
+  azs: [z1]
+  vm_type: default
+  stemcell: default
+  networks:
+  - name: default
+  jobs:
+  - name: hello
+    release: hello
+    properties:
+      greeting: Hello from QEMU
+"#
+    )
+}
+
+/// QEMU's user network: every VM has a network of its own, so addresses only need to avoid the
+/// gateway (.2), DNS (.3) and the forwarded service addresses.
+const CLOUD_CONFIG: &str = r#"azs:
+- name: z1
+networks:
+- name: default
+  type: manual
+  subnets:
+  - range: 10.0.2.0/24
+    gateway: 10.0.2.2
+    dns: [10.0.2.3]
+    reserved: [10.0.2.1 - 10.0.2.14, 10.0.2.100 - 10.0.2.255]
+    azs: [z1]
+vm_types:
+- name: default
+  cloud_properties: {ram: 1024, cpu: 1, ephemeral_disk_size: 2048}
+compilation:
+  workers: 1
+  az: z1
+  vm_type: default
+  network: default
+"#;
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+}
+
+/// The QEMU CPI's config: forwards from the guest addresses to the director's services.
+fn cpi_config(state_dir: &Path, director: &Director) -> serde_json::Value {
+    let nats_url = director.mbus.url().to_owned();
+    let nats_host = nats_url.trim_start_matches("nats://").to_owned();
+    let endpoint = director.blobs.agent_settings()["options"]["endpoint"]
+        .as_str()
+        .expect("the director's blobstore has an endpoint")
+        .to_owned();
+    let blob_host = endpoint.trim_start_matches("https://").to_owned();
+    let blob_port = blob_host.rsplit_once(':').expect("a port").1;
+    json!({
+        "state_dir": state_dir,
+        "accel": std::env::var("VM_TESTS_ACCEL").unwrap_or_else(|_| "tcg".to_owned()),
+        "memory_mb": 1024,
+        "cpus": 1,
+        "forwards": [
+            {"guest": GUEST_NATS, "host": nats_host},
+            {"guest": format!("{GUEST_BLOBSTORE_IP}:{blob_port}"), "host": blob_host},
+        ],
+        "agent": {"mbus": nats_url},
+    })
+}
+
+/// On failure, the console of every VM the CPI still has, and the director's CPI log.
+struct Dump<'a>(&'a Path);
+
+impl Drop for Dump<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(self.0.join("cpi/vms")) {
+            for entry in entries.flatten() {
+                let console =
+                    std::fs::read_to_string(entry.path().join("console.log")).unwrap_or_default();
+                let tail: Vec<&str> = console.lines().rev().take(80).collect();
+                eprintln!(
+                    "--- console of {} (last 80 lines) ---\n{}",
+                    entry.file_name().to_string_lossy(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        let log = std::fs::read_to_string(self.0.join("state/cpi.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!(
+            "--- director's CPI log (last 60 lines) ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+/// Deletes what a failed test left: every VM through the CPI.
+struct Cleanup {
+    cpi: std::path::PathBuf,
+    config: std::path::PathBuf,
+    vms: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.vms) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let request = json!({
+                "method": "delete_vm",
+                "arguments": [entry.file_name().to_string_lossy()],
+                "context": {"director_uuid": "cleanup"},
+            });
+            let child = std::process::Command::new(&self.cpi)
+                .arg("--config")
+                .arg(&self.config)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Ok(mut child) = child {
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = std::io::Write::write_all(&mut stdin, request.to_string().as_bytes());
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
+    let tarball = stemcell::tarball(&stemcell::cache_dir()).unwrap_or_else(|err| panic!("{err:#}"));
+    let dir = tempfile::Builder::new()
+        .prefix("vm-tests-director-")
+        .tempdir()
+        .unwrap();
+    let version = thin_director::stemcell::read(&tarball, &dir.path().join("image"))
+        .unwrap()
+        .version;
+    std::fs::remove_file(dir.path().join("image")).unwrap();
+    thin_director::release::create::create(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/release"),
+        "hello",
+        "1",
+        &dir.path().join("hello-1.tgz"),
+    )
+    .unwrap();
+    let manifest_path = dir.path().join("manifest.yml");
+    write(&manifest_path, &manifest(&version));
+    let cloud_config = dir.path().join("cloud-config.yml");
+    write(&cloud_config, CLOUD_CONFIG);
+    let cpi_json = dir.path().join("cpi.json");
+    let cpi_state = dir.path().join("cpi");
+    std::fs::create_dir_all(&cpi_state).unwrap();
+    // The director starts no CPI call before a deploy; the CPI reads its config at each call, so
+    // the forwards can name the ports the director's services got.
+    write(&cpi_json, "{}");
+    let _cleanup = Cleanup {
+        cpi: support::qemu_cpi(),
+        config: cpi_json.clone(),
+        vms: cpi_state.join("vms"),
+    };
+    let _dump = Dump(dir.path());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut config = Config::new(
+            dir.path().join("state"),
+            CpiChoice::External {
+                executable: support::qemu_cpi(),
+                args: vec!["--config".into(), cpi_json.clone().into()],
+            },
+        );
+        config.agent_wait = AGENT_WAIT;
+        config.cpi_timeout = Duration::from_secs(300);
+        config.advertised = vec![
+            GUEST_NATS.split(':').next().unwrap().parse().unwrap(),
+            GUEST_BLOBSTORE_IP.parse().unwrap(),
+        ];
+        let director = Director::start(config, Reporter::to(Box::new(std::io::stderr()), false))
+            .await
+            .unwrap();
+        write(
+            &cpi_json,
+            &cpi_config(&cpi_state, &director).to_string(),
+        );
+
+        let started = Instant::now();
+        deploy::upload_stemcell(&director, &tarball)
+            .await
+            .unwrap_or_else(|err| panic!("upload-stemcell: {err:#}"));
+        let uploaded = started.elapsed();
+        let summary = deploy::deploy(&director, &manifest_path, &cloud_config)
+            .await
+            .unwrap_or_else(|err| panic!("deploy: {err:#}"));
+        let deployed = started.elapsed() - uploaded;
+        eprintln!(
+            "upload-stemcell {:.1} s, deploy {:.1} s (compilation VM + 2 instances under TCG): {summary:?}",
+            uploaded.as_secs_f64(),
+            deployed.as_secs_f64()
+        );
+
+        let rows = inspect::instances(&director, "hello-qemu").await.unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for row in &rows {
+            assert_eq!(row.state, "running", "{row:?}");
+            assert!(row.ips.starts_with("10.0.2."), "{row:?}");
+        }
+        // The compilation VM is gone; the two instances' VMs are the CPI's only ones.
+        let vms: Vec<String> = std::fs::read_dir(cpi_state.join("vms"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut instance_vms: Vec<String> = rows.iter().map(|row| row.vm_cid.clone()).collect();
+        let mut vms_sorted = vms.clone();
+        vms_sorted.sort();
+        instance_vms.sort();
+        assert_eq!(vms_sorted, instance_vms);
+        // Each VM's agent set its guest up: the job's process runs from the compiled package.
+        for vm in &vms {
+            let console =
+                std::fs::read_to_string(cpi_state.join("vms").join(vm).join("console.log"))
+                    .unwrap();
+            assert!(
+                console.contains("bootstrap phase done"),
+                "{vm}'s agent logged its bootstrap on the console"
+            );
+        }
+
+        deploy::inspect::delete_deployment(&director, "hello-qemu")
+            .await
+            .unwrap_or_else(|err| panic!("delete-deployment: {err:#}"));
+        let left = std::fs::read_dir(cpi_state.join("vms"))
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "delete-deployment deleted every VM");
+    });
+}
