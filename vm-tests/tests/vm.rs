@@ -36,7 +36,21 @@ fn agent_boots_bootstraps_the_vm_and_keeps_its_data_across_a_reboot() {
     let rss_kib = machine.succeed("ps -o rss= -C bosh-agent");
     eprintln!("agent RSS in the VM: {} KiB", rss_kib.trim());
 
-    // get_state: the static IP and real vitals.
+    // The director's first apply carries the instance's networks (no jobs yet); get_state then
+    // shows the static IP, as the Go agent's does (its networks come from the applied spec), and
+    // real vitals.
+    let networks = world.networks();
+    world
+        .call(
+            &agent_id,
+            "apply",
+            vec![json!({
+                "deployment": "vm-tests", "name": "vm", "index": 0, "id": agent_id,
+                "az": "z1", "networks": networks,
+            })],
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|err| panic!("apply: {err:#}"));
     let state = world
         .call(
             &agent_id,

@@ -222,17 +222,21 @@ impl World {
         }})
     }
 
-    /// The environment a director gives `agent_id`: its mbus certificate.
+    /// The environment a director gives `agent_id`: its mbus certificate, and a blobstore (a
+    /// local one in the VM: these tests send no packages; `apply` needs one configured).
     pub fn env(&self, agent_id: &str) -> Result<Value> {
         let cert = self
             .ca
             .agent(agent_id)
             .with_context(|| format!("making the certificate of agent {agent_id}"))?;
-        Ok(json!({"bosh": {"mbus": {"cert": {
-            "ca": self.ca.certificate(),
-            "certificate": cert.certificate,
-            "private_key": cert.private_key,
-        }}}}))
+        Ok(json!({"bosh": {
+            "mbus": {"cert": {
+                "ca": self.ca.certificate(),
+                "certificate": cert.certificate,
+                "private_key": cert.private_key,
+            }},
+            "blobstores": [{"provider": "local", "options": {"blobstore_path": "/var/vcap/data/local-blobstore"}}],
+        }}))
     }
 
     /// Creates a VM for `agent_id` with the default networks and env.
