@@ -33,6 +33,10 @@ fn agent_boots_bootstraps_the_vm_and_keeps_its_data_across_a_reboot() {
     eprintln!("boot timings: {timings}");
     let machine = &mut vm.machine;
     machine.wait_for_unit("bosh-agent.service", SETTLE_TIMEOUT);
+    eprintln!(
+        "agent bootstrap (first boot): {}",
+        support::bootstrap_steps(machine.console().text())
+    );
     let rss_kib = machine.succeed("ps -o rss= -C bosh-agent");
     eprintln!("agent RSS in the VM: {} KiB", rss_kib.trim());
 
@@ -167,6 +171,10 @@ fn agent_boots_bootstraps_the_vm_and_keeps_its_data_across_a_reboot() {
         timings.pong.unwrap_or_default().as_secs_f64()
     );
     let machine = &mut vm.machine;
+    eprintln!(
+        "agent bootstrap (after the reboot): {}",
+        support::bootstrap_steps(machine.console().text())
+    );
     machine.wait_until_succeeds("mountpoint -q /var/vcap/data", SETTLE_TIMEOUT);
     assert_eq!(
         machine.succeed("cat /var/vcap/data/vm-tests-marker"),

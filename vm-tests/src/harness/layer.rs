@@ -103,7 +103,12 @@ pub fn ensure(root_img: &Path, cache_dir: Option<&Path>) -> Result<PathBuf> {
         let cache_dir = cached.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(cache_dir)
             .with_context(|| format!("creating {}", cache_dir.display()))?;
-        let partial = cached.with_extension("partial");
+        // A name of its own: parallel tests may cache the same layer at once (the rename is atomic).
+        let partial = cached.with_extension(format!(
+            "partial-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::copy(&layer, &partial)
             .and_then(|_| std::fs::rename(&partial, cached))
             .with_context(|| format!("caching the test layer as {}", cached.display()))?;

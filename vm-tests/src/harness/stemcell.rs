@@ -20,6 +20,21 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/bosh-rs/stemcell"))
 }
 
+/// An exclusive flock(2) of `<cache_dir>/tarballs.lock`, held while a stemcell is looked up or built.
+fn lock(cache_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    let path = cache_dir.join("tarballs.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", path.display()))
+}
+
 /// The stemcell tarball to test: `STEMCELL_TARBALL`, a cached build for the current agent, or a new
 /// build.
 pub fn tarball(cache_dir: &Path) -> Result<PathBuf> {
@@ -35,6 +50,8 @@ pub fn tarball(cache_dir: &Path) -> Result<PathBuf> {
     }
     let agent = agent_binary()?;
     let output = cache_dir.join("tarballs").join(sha256_file(&agent)?);
+    // Tests run in parallel, each with a world of its own: one builds, the others wait for it.
+    let _lock = lock(cache_dir)?;
     if let Some(cached) = find_tarball(&output)? {
         return Ok(cached);
     }

@@ -26,3 +26,31 @@ pub fn qemu_cpi() -> PathBuf {
 pub fn world() -> World {
     World::start(&WorldConfig::new(qemu_cpi())).unwrap_or_else(|err| panic!("{err:#}"))
 }
+
+/// The agent's bootstrap as it logged it on the console (`bootstrap step done step=… elapsed_ms=…`
+/// and `bootstrap phase done`), from its last start: "ssh_keys 3 ms, …; phases: …".
+pub fn bootstrap_steps(console: &str) -> String {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}="))? + name.len() + 1;
+        let value = line[start..].split_whitespace().next()?;
+        Some(value.trim_matches('"').to_owned())
+    };
+    let last_start = console
+        .rfind("bootstrap step done step=\"runtime_configuration\"")
+        .or_else(|| console.rfind("step=\"runtime_configuration\""))
+        .map_or(0, |at| console[..at].rfind('\n').map_or(0, |nl| nl + 1));
+    let mut steps = Vec::new();
+    let mut phases = Vec::new();
+    for line in console[last_start..].lines() {
+        if line.contains("bootstrap step done") {
+            if let (Some(step), Some(ms)) = (field(line, "step"), field(line, "elapsed_ms")) {
+                steps.push(format!("{step} {ms} ms"));
+            }
+        } else if line.contains("bootstrap phase done") {
+            if let (Some(phase), Some(ms)) = (field(line, "phase"), field(line, "elapsed_ms")) {
+                phases.push(format!("{phase} {ms} ms"));
+            }
+        }
+    }
+    format!("{}; phases: {}", steps.join(", "), phases.join(", "))
+}
