@@ -20,7 +20,7 @@ use crate::run;
 /// networkd and resolved (resolved needs a D-Bus system bus), the disk and network tools the agent
 /// runs, SSH, CA certificates, and a compiler toolchain for compilation VMs. The agent links only
 /// libc, libm and libgcc_s (`ldd bosh-agent`), which `libc6` and `libgcc-s1` provide.
-pub const PACKAGES: [&str; 20] = [
+pub const PACKAGES: [&str; 23] = [
     "linux-image-cloud-amd64",
     "initramfs-tools",
     "systemd-sysv",
@@ -41,6 +41,11 @@ pub const PACKAGES: [&str; 20] = [
     "libgcc-s1",
     "procps",
     "less",
+    // The Linux platform's firewall (`inet bosh_agent`), root-partition growth (`growpart`) and
+    // the `bosh_sudoers` group's sudo.
+    "nftables",
+    "cloud-guest-utils",
+    "sudo",
 ];
 
 /// What the stage installs, and from where.
