@@ -62,44 +62,51 @@ pub const USAGE: &str = "usage: process-cpi --config <cpi.json> (or -configPath 
 impl Invocation {
     /// Reads the arguments after the program name.
     pub fn parse(args: &[OsString]) -> std::result::Result<Invocation, String> {
-        let mut args = args.iter();
-        let mut config = None;
-        while let Some(arg) = args.next() {
-            if arg == "supervise" && config.is_none() {
-                let vm_dir = args.next().ok_or("supervise needs the VM's directory")?;
-                if let Some(extra) = args.next() {
-                    return Err(format!(
-                        "unexpected argument {extra:?} after the VM's directory"
-                    ));
-                }
-                return Ok(Invocation::Supervise {
-                    vm_dir: vm_dir.into(),
+        if args.first().is_some_and(|arg| arg == "supervise") {
+            let [_, vm_dir] = args else {
+                return Err(match args.get(2) {
+                    Some(extra) => {
+                        format!("unexpected argument {extra:?} after the VM's directory")
+                    }
+                    None => "supervise needs the VM's directory".to_owned(),
                 });
-            }
-            let text = arg.to_string_lossy();
-            let (flag, inline) = match text.split_once('=') {
-                Some((flag, _)) => (flag.to_owned(), Some(value_after_equals(arg))),
-                None => (text.into_owned(), None),
             };
-            if !matches!(
-                flag.as_str(),
-                "--config" | "-config" | "-configPath" | "--configPath"
-            ) {
-                return Err(format!("unknown argument {arg:?}; {USAGE}"));
-            }
-            let value = match inline {
-                Some(value) => value,
-                None => args
-                    .next()
-                    .ok_or_else(|| format!("{flag} needs a file; {USAGE}"))?
-                    .clone(),
-            };
-            config = Some(PathBuf::from(value));
+            return Ok(Invocation::Supervise {
+                vm_dir: vm_dir.into(),
+            });
         }
-        config
-            .map(|config| Invocation::Call { config })
-            .ok_or_else(|| format!("no config file given; {USAGE}"))
+        config_path(args, USAGE).map(|config| Invocation::Call { config })
     }
+}
+
+/// The config file a CPI's command line names, as the BOSH director and CLI pass it: `--config
+/// <file>`, `-configPath <file>` (Go CPIs), or either with `=<file>`; the last one wins. Anything
+/// else is an error ending with `usage`. Shared by every CPI in this workspace.
+pub fn config_path(args: &[OsString], usage: &str) -> std::result::Result<PathBuf, String> {
+    let mut args = args.iter();
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        let (flag, inline) = match text.split_once('=') {
+            Some((flag, _)) => (flag.to_owned(), Some(value_after_equals(arg))),
+            None => (text.into_owned(), None),
+        };
+        if !matches!(
+            flag.as_str(),
+            "--config" | "-config" | "-configPath" | "--configPath"
+        ) {
+            return Err(format!("unknown argument {arg:?}; {usage}"));
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a file; {usage}"))?
+                .clone(),
+        };
+        config = Some(PathBuf::from(value));
+    }
+    config.ok_or_else(|| format!("no config file given; {usage}"))
 }
 
 /// The config file.

@@ -30,7 +30,7 @@
 //! `agent` is what a CPI job's properties give a Go CPI: the `mbus` URL, `ntp` servers and the
 //! `blobstore` written into every VM's settings (`env.bosh.blobstores` wins over `blobstore`).
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
@@ -79,32 +79,8 @@ pub fn parse_args(args: &[OsString]) -> std::result::Result<Invocation, String> 
             .map_err(|err| format!("relay {host:?}: {err}"))?;
         return Ok(Invocation::Relay { host });
     }
-    let mut args = args.iter();
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        let (flag, inline) = match text.split_once('=') {
-            Some((flag, _)) => (flag.to_owned(), Some(value_after_equals(arg))),
-            None => (text.into_owned(), None),
-        };
-        if !matches!(
-            flag.as_str(),
-            "--config" | "-config" | "-configPath" | "--configPath"
-        ) {
-            return Err(format!("unknown argument {arg:?}; {USAGE}"));
-        }
-        let value = match inline {
-            Some(value) => value,
-            None => args
-                .next()
-                .ok_or_else(|| format!("{flag} needs a file; {USAGE}"))?
-                .clone(),
-        };
-        config = Some(PathBuf::from(value));
-    }
-    config
+    thin_director::process_cpi::config::config_path(args, USAGE)
         .map(|config| Invocation::Call { config })
-        .ok_or_else(|| format!("no config file given; {USAGE}"))
 }
 
 /// The config file.
@@ -314,14 +290,6 @@ fn default_cpus() -> u64 {
 
 fn default_detach_timeout_secs() -> u64 {
     30
-}
-
-/// The bytes after the first `=` of `arg`, kept as they are (a path need not be UTF-8).
-fn value_after_equals(arg: &OsStr) -> OsString {
-    use std::os::unix::ffi::OsStrExt as _;
-    let bytes = arg.as_bytes();
-    let start = bytes.iter().position(|b| *b == b'=').map_or(0, |i| i + 1);
-    OsStr::from_bytes(&bytes[start..]).to_owned()
 }
 
 #[cfg(test)]
