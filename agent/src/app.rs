@@ -127,8 +127,21 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             let tls =
                 crate::tls::nats_client_config(&certs.ca, &certs.certificate, &certs.private_key)
                     .map_err(bus::Error::from)?;
+            // Only root may reach NATS: the rules are in place before the first connection
+            // and rewritten on every disconnection (the hosts resolved afresh).
+            let firewall = bus::firewall::NatsFirewall::new(
+                context.platform.clone(),
+                current.mbus_urls().to_vec(),
+            );
+            firewall.update().await;
             Bus::Nats(
-                bus::nats::NatsBus::connect(current.mbus_urls(), tls, &current.agent_id).await?,
+                bus::nats::NatsBus::connect(
+                    current.mbus_urls(),
+                    tls,
+                    &current.agent_id,
+                    Some(firewall.hook()),
+                )
+                .await?,
             )
         }
         Some("https") => {

@@ -9,7 +9,7 @@
 //!
 //! Steps of the reference that have no step here: loading settings (done by the agent before the
 //! bootstrap), the persistent-disk checks and remount (they come with the Linux persistent-disk
-//! operations), the firewall and monit (the supervisor is built into the agent).
+//! operations), monit (the supervisor is built into the agent).
 //!
 //! To add a step: add a variant, put it in [`Step::ORDER`] where the reference runs it, name it in
 //! [`Step::name`], and handle it in both platforms.
@@ -61,11 +61,13 @@ pub enum Step {
     HomeDir,
     /// `data/blobs`.
     BlobsDir,
+    /// The nftables firewall's monit chains (failures are only logged).
+    Firewall,
 }
 
 impl Step {
     /// Every step, in the order the agent runs them.
-    pub const ORDER: [Step; 19] = [
+    pub const ORDER: [Step; 20] = [
         Step::RuntimeConfiguration,
         Step::SshKeys,
         Step::Passwords,
@@ -85,6 +87,7 @@ impl Step {
         Step::CanRestartDir,
         Step::HomeDir,
         Step::BlobsDir,
+        Step::Firewall,
     ];
 
     /// The step's name in logs and errors.
@@ -109,6 +112,7 @@ impl Step {
             Step::CanRestartDir => "can_restart_dir",
             Step::HomeDir => "home_dir",
             Step::BlobsDir => "blobs_dir",
+            Step::Firewall => "firewall",
         }
     }
 }
@@ -204,5 +208,8 @@ mod tests {
         assert!(position(Step::LogDir) < position(Step::DataDir));
         assert!(position(Step::DataDir) < position(Step::TmpDir));
         assert!(position(Step::TmpDir) < position(Step::BlobsDir));
+        assert!(position(Step::RawEphemeralDisks) < position(Step::EphemeralDisk));
+        assert!(position(Step::EphemeralDisk) < position(Step::RootDisk));
+        assert_eq!(Step::ORDER.last(), Some(&Step::Firewall));
     }
 }

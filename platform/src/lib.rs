@@ -141,6 +141,16 @@ pub trait Platform: Send + Sync + fmt::Debug {
         step: bootstrap::Step,
         input: &bootstrap::Input<'_>,
     ) -> Result<(), bootstrap::Error>;
+
+    /// Lets only root reach the NATS servers at `targets` (the resolved mbus addresses), called
+    /// before every NATS (re)connection; the caller only logs a failure. Nothing by default.
+    fn update_nats_firewall(
+        &self,
+        targets: &[std::net::SocketAddr],
+    ) -> Result<(), bootstrap::Error> {
+        let _ = targets;
+        Ok(())
+    }
 }
 
 /// The platforms `-P` selects.

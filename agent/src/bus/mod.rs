@@ -1,7 +1,9 @@
 //! The message bus: how requests reach the agent and responses leave it (`mbus/*`). The transport
 //! follows the mbus URL's scheme: `nats://` is a NATS client with mutual TLS ([`nats`]); `https://`
-//! is the HTTPS server `bosh create-env` talks to ([`https`]).
+//! is the HTTPS server `bosh create-env` talks to ([`https`]). Before NATS (re)connections the
+//! [`firewall`] hook lets only root reach the NATS servers.
 
+pub mod firewall;
 pub mod https;
 pub mod nats;
 

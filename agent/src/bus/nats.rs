@@ -39,10 +39,14 @@ impl NatsBus {
     /// Connects to every URL in `urls` with the settings' certificates. With `retry_on_initial_connect`
     /// the connection is made in the background: the bus is usable at once and `connected` fires on each
     /// successful connection.
+    ///
+    /// `on_disconnect` runs on every disconnection, before the reconnection attempts (the NATS
+    /// firewall's hook, as Go's `DisconnectErrHandler` runs it).
     pub async fn connect(
         urls: &[String],
         tls: rustls::ClientConfig,
         agent_id: &str,
+        on_disconnect: Option<Arc<dyn Fn() + Send + Sync>>,
     ) -> Result<NatsBus, Error> {
         if urls.is_empty() {
             return Err(Error::NoUrl);
@@ -69,6 +73,11 @@ impl NatsBus {
             .connection_timeout(Duration::from_secs(10))
             .event_callback(move |event| {
                 let on_event = on_event.clone();
+                if matches!(event, async_nats::Event::Disconnected) {
+                    if let Some(hook) = &on_disconnect {
+                        hook();
+                    }
+                }
                 async move {
                     match event {
                         async_nats::Event::Connected => {

@@ -297,6 +297,8 @@ fn a_first_boot_runs_every_command_in_order() {
             "",
         ),
         (vec!["chown", "root:vcap", &data("blobs")], ""),
+        // The firewall's monit chains (the script is `firewall::monit_ruleset`).
+        (vec!["nft", "-f", "-"], ""),
     ]
     .into_iter()
     .map(|(argv, reply)| {
@@ -417,6 +419,8 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
         Reply::Ok(String::new()),
     );
     reads(&again);
+    // The monit chain is flushed and refilled on every start.
+    again.expect(&["nft", "-f", "-"], Reply::Ok(String::new()));
     run_all(&vm.platform(again.clone()), &settings());
     let programs: Vec<String> = again
         .recorded()
@@ -426,7 +430,9 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
         .collect();
     assert_eq!(
         programs,
-        vec!["usermod", "usermod", "ip", "parted", "blkid", "blkid"],
+        vec![
+            "usermod", "usermod", "ip", "parted", "blkid", "blkid", "nft"
+        ],
         "{:?}",
         again.recorded()
     );

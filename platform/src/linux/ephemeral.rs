@@ -9,8 +9,8 @@
 //!
 //! The disk size is `/sys/class/block/<dev>/size` × 512; the RAM is `MemTotal` of `/proc/meminfo`.
 //! No disk (nothing in the settings, or nothing found) is Go's error when
-//! `CreatePartitionIfNoEphemeralDisk` is off; carving partitions from the root disk when it is on
-//! is not supported yet.
+//! `CreatePartitionIfNoEphemeralDisk` is off; when it is on, swap and data partitions are carved
+//! from the root disk after the root partition ([`root_disk::carve`]) and set up the same way.
 
 use std::path::Path;
 
@@ -22,9 +22,9 @@ use crate::HostPaths;
 use crate::bootstrap::{Error, Result};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::linux::device_path::{self, Resolver};
-use crate::linux::files;
 use crate::linux::mounter::Mounter;
 use crate::linux::partition::{self, Kind, Retry};
+use crate::linux::{files, root_disk};
 
 /// What the ephemeral disk step needs besides the runner and the host.
 #[derive(Debug, Clone)]
@@ -39,7 +39,8 @@ pub struct EphemeralOptions<'a> {
     pub retry: Retry,
 }
 
-/// Sets up the ephemeral disk `disk` for the agent `agent_id`.
+/// Sets up the ephemeral disk `disk` for the agent `agent_id`; answers whether the disk was found
+/// (`false` when the step was skipped or the root disk carved).
 pub fn setup_ephemeral_disk(
     runner: &dyn CommandRunner,
     host: &HostPaths,
@@ -47,11 +48,11 @@ pub fn setup_ephemeral_disk(
     disk: &DiskSettings,
     agent_id: &str,
     swap_size_mib: Option<u64>,
-) -> Result<()> {
+) -> Result<bool> {
     let data_dir = options.dirs.data_dir();
     files::ensure_dir(&data_dir, 0o750)?;
     if options.linux.skip_disk_setup {
-        return Ok(());
+        return Ok(false);
     }
     let device = match options.resolver.resolve(runner, host, disk) {
         Ok(device) => device,
@@ -63,42 +64,62 @@ pub fn setup_ephemeral_disk(
                         .to_owned(),
                 ));
             }
-            return Err(Error::Unsupported(
-                "creating ephemeral partitions on the root disk (no ephemeral disk found)"
-                    .to_owned(),
-            ));
+            let (swap, data) = root_disk::carve(runner, host, ram_size(host)?, swap_size_mib)?;
+            format_and_mount(runner, host, swap.as_deref(), &data, &data_dir)?;
+            return Ok(false);
         }
     };
     let disk_bytes = device_size(host, &device)?;
     let ram_bytes = ram_size(host)?;
     let planned = partition::plan(agent_id, disk_bytes, ram_bytes, swap_size_mib)?;
     partition::partition(runner, &device, &planned, options.retry)?;
+    let mut swap_partition = None;
     let mut data_partition = None;
     for (index, planned) in planned.iter().enumerate() {
         let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let path = device_path::partition_path(&device, number);
         match planned.kind {
-            Kind::Swap => {
-                if filesystem_type(runner, &path)?.as_deref() != Some("swap") {
-                    files::run(runner, Cmd::new("mkswap").arg(&path))?;
-                }
-                if !is_swap_on(host, &path)? {
-                    files::run(runner, Cmd::new("swapon").arg(&path))?;
-                }
-            }
+            Kind::Swap => swap_partition = Some(path),
             Kind::Linux => data_partition = Some(path),
         }
     }
     let Some(data_partition) = data_partition else {
         return Err(Error::Host("no data partition was planned".to_owned()));
     };
+    format_and_mount(
+        runner,
+        host,
+        swap_partition.as_deref(),
+        &data_partition,
+        &data_dir,
+    )?;
+    Ok(true)
+}
+
+/// Makes `swap` swap and enables it, makes `data` ext4 and mounts it on `data_dir`, each unless
+/// already done.
+fn format_and_mount(
+    runner: &dyn CommandRunner,
+    host: &HostPaths,
+    swap: Option<&Path>,
+    data_partition: &Path,
+    data_dir: &Path,
+) -> Result<()> {
+    if let Some(path) = swap {
+        if filesystem_type(runner, path)?.as_deref() != Some("swap") {
+            files::run(runner, Cmd::new("mkswap").arg(path))?;
+        }
+        if !is_swap_on(host, path)? {
+            files::run(runner, Cmd::new("swapon").arg(path))?;
+        }
+    }
     if !matches!(
-        filesystem_type(runner, &data_partition)?.as_deref(),
+        filesystem_type(runner, data_partition)?.as_deref(),
         Some("ext4" | "xfs")
     ) {
-        make_ext4(runner, host, &data_partition)?;
+        make_ext4(runner, host, data_partition)?;
     }
-    Mounter { runner, host }.mount_device(&data_partition, &data_dir)?;
+    Mounter { runner, host }.mount_device(data_partition, data_dir)?;
     Ok(())
 }
 
@@ -142,7 +163,10 @@ pub fn ram_size(host: &HostPaths) -> Result<u64> {
 }
 
 /// The filesystem `blkid -p` finds on `partition`; `None` when there is none (exit 2, no stderr).
-fn filesystem_type(runner: &dyn CommandRunner, partition: &Path) -> Result<Option<String>> {
+pub(crate) fn filesystem_type(
+    runner: &dyn CommandRunner,
+    partition: &Path,
+) -> Result<Option<String>> {
     let cmd = Cmd::new("blkid").arg("-p").arg(partition);
     match runner.run(&cmd) {
         Ok(output) => {
@@ -256,7 +280,7 @@ mod tests {
     }
 
     impl Vm {
-        fn setup(&self, runner: &RecordingRunner) -> Result<()> {
+        fn setup(&self, runner: &RecordingRunner) -> Result<bool> {
             let options = EphemeralOptions {
                 dirs: &self.dirs,
                 linux: &self.linux,
@@ -426,6 +450,95 @@ mod tests {
         vm.linux.skip_disk_setup = true;
         vm.setup(&RecordingRunner::new()).unwrap();
         assert!(vm.dirs.data_dir().is_dir());
+    }
+
+    #[test]
+    fn no_disk_carves_swap_and_data_from_the_root_disk() {
+        let vm = vm("22 1 252:1 / / rw - ext4 /dev/vda1 rw\n", SWAPS_HEADER);
+        let runner = RecordingRunner::new();
+        let data = vm.data();
+        let expected: Vec<(Vec<&str>, Reply)> = vec![
+            (
+                vec!["readlink", "-f", "/dev/vda1"],
+                Reply::Ok("/dev/vda1\n".into()),
+            ),
+            (
+                vec!["parted", "-m", "/dev/vda", "unit", "B", "print"],
+                Reply::Ok(
+                    "BYT;\n/dev/vda:8589934592B:virtblk:512:512:msdos:Virtio Block Device:;\n\
+                     1:1048576B:3221225471B:3220176896B:ext4::boot;\n"
+                        .into(),
+                ),
+            ),
+            (
+                vec![
+                    "parted",
+                    "-s",
+                    "/dev/vda",
+                    "unit",
+                    "B",
+                    "mkpart",
+                    "primary",
+                    "3221225472",
+                    "4294967295",
+                ],
+                Reply::Ok(String::new()),
+            ),
+            (
+                vec![
+                    "parted",
+                    "-s",
+                    "/dev/vda",
+                    "unit",
+                    "B",
+                    "mkpart",
+                    "primary",
+                    "4294967296",
+                    "8589934591",
+                ],
+                Reply::Ok(String::new()),
+            ),
+            (vec!["udevadm", "settle"], Reply::Ok(String::new())),
+            (
+                vec!["blkid", "-p", "/dev/vda2"],
+                Reply::Fail(2, String::new()),
+            ),
+            (vec!["mkswap", "/dev/vda2"], Reply::Ok(String::new())),
+            (vec!["swapon", "/dev/vda2"], Reply::Ok(String::new())),
+            (
+                vec!["blkid", "-p", "/dev/vda3"],
+                Reply::Fail(2, String::new()),
+            ),
+            (
+                vec!["mke2fs", "-t", "ext4", "-j", "/dev/vda3"],
+                Reply::Ok(String::new()),
+            ),
+            (
+                vec!["mount", "/dev/vda3", data.as_str()],
+                Reply::Ok(String::new()),
+            ),
+        ];
+        for (argv, reply) in &expected {
+            runner.expect(argv, reply.clone());
+        }
+        let options = EphemeralOptions {
+            dirs: &vm.dirs,
+            linux: &vm.linux,
+            resolver: &vm.resolver,
+            retry: Retry::default(),
+        };
+        let found = setup_ephemeral_disk(
+            &runner,
+            &vm.host,
+            &options,
+            &DiskSettings::default(),
+            ID,
+            None,
+        )
+        .unwrap();
+        assert!(!found, "the root disk was carved");
+        let all: Vec<Vec<&str>> = expected.iter().map(|(argv, _)| argv.clone()).collect();
+        assert_eq!(runner.recorded(), all);
     }
 
     #[test]

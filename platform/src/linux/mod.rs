@@ -2,8 +2,10 @@
 //!
 //! It mounts config drives and CD-ROMs for the settings sources ([`drive`]) and runs the VM's
 //! bootstrap ([`Platform::bootstrap`], one module per concern: [`users`], [`hostname`],
-//! [`interfaces`] and [`networkd`], [`device_path`], [`partition`] and [`ephemeral`], [`layout`],
-//! with [`mounter`] and [`files`] shared). Of the other [`Platform`] operations it implements
+//! [`interfaces`] and [`networkd`], [`device_path`], [`raw_ephemeral`], [`partition`] and
+//! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`firewall`], with [`mounter`] and
+//! [`files`] shared). The NATS chain of the [`firewall`] is rewritten through
+//! [`Platform::update_nats_firewall`]. Of the other [`Platform`] operations it implements
 //! vitals ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords
 //! (`usermod -p`), `host_public_key` (`/etc/ssh/ssh_host_rsa_key.pub`), DNS records and
 //! logrotate. The persistent-disk, `bosh ssh`, certificate, ARP and power operations still fail
@@ -17,12 +19,15 @@ pub mod device_path;
 pub mod drive;
 pub mod ephemeral;
 pub mod files;
+pub mod firewall;
 pub mod hostname;
 pub mod interfaces;
 pub mod layout;
 pub mod mounter;
 pub mod networkd;
 pub mod partition;
+pub mod raw_ephemeral;
+pub mod root_disk;
 pub mod users;
 
 use std::path::Path;
@@ -50,6 +55,8 @@ pub struct LinuxPlatform {
     vitals: VitalsCollector,
     runner: Arc<dyn CommandRunner>,
     timing: Timing,
+    /// Whether the ephemeral disk step found a disk (the root disk step needs it, as in Go).
+    ephemeral_disk_found: std::sync::Mutex<Option<bool>>,
 }
 
 /// The waits and retries of the bootstrap (Go's; tests shorten them).
@@ -98,6 +105,7 @@ impl LinuxPlatform {
             dirs: dirs.clone(),
             options,
             runner,
+            ephemeral_disk_found: std::sync::Mutex::new(None),
         }
     }
 
@@ -307,15 +315,13 @@ impl Platform for LinuxPlatform {
                 &settings.agent_id,
             ),
             Step::Networking => self.setup_networking(settings),
-            Step::RawEphemeralDisks => {
-                if settings.raw_ephemeral_disk_settings().is_empty() {
-                    Ok(())
-                } else {
-                    Err(bootstrap::Error::Unsupported(
-                        "disks.raw_ephemeral".to_owned(),
-                    ))
-                }
-            }
+            Step::RawEphemeralDisks => raw_ephemeral::setup_raw_ephemeral_disks(
+                runner,
+                &self.host,
+                &self.timing.resolver,
+                self.options.skip_disk_setup,
+                settings.raw_ephemeral_disk_settings(),
+            ),
             Step::EphemeralDisk => {
                 let options = ephemeral::EphemeralOptions {
                     dirs: &self.dirs,
@@ -323,18 +329,37 @@ impl Platform for LinuxPlatform {
                     resolver: &self.timing.resolver,
                     retry: self.timing.partition_retry,
                 };
-                ephemeral::setup_ephemeral_disk(
+                let found = ephemeral::setup_ephemeral_disk(
                     runner,
                     &self.host,
                     &options,
                     &settings.ephemeral_disk_settings(),
                     &settings.agent_id,
                     settings.env.bosh.swap_size,
-                )
+                )?;
+                *self
+                    .ephemeral_disk_found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(found);
+                Ok(())
             }
             Step::RootDisk => {
-                tracing::debug!("growing the root filesystem is not supported yet, skipped");
-                Ok(())
+                let found = *self
+                    .ephemeral_disk_found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let options = root_disk::GrowOptions {
+                    skip_disk_setup: self.options.skip_disk_setup,
+                    create_partition_if_no_ephemeral_disk: self
+                        .options
+                        .create_partition_if_no_ephemeral_disk,
+                    // Without the ephemeral step's answer, a disk in the settings counts.
+                    has_ephemeral_disk: found.unwrap_or_else(|| {
+                        let disk = settings.ephemeral_disk_settings();
+                        !disk.path.is_empty() || !disk.id.is_empty() || !disk.device_id.is_empty()
+                    }),
+                };
+                root_disk::grow_root(runner, &self.host, options)
             }
             Step::SharedMemory => self.layout().setup_shared_memory(),
             Step::LogDir => self.layout().setup_log_dir(),
@@ -356,7 +381,24 @@ impl Platform for LinuxPlatform {
             }
             Step::HomeDir => self.layout().setup_home_dir(),
             Step::BlobsDir => self.layout().setup_blobs_dir(),
+            Step::Firewall => {
+                if self.options.use_monit_iptables_firewall {
+                    tracing::info!(
+                        "UseMonitIptablesFirewall: the monit firewall is the stemcell's"
+                    );
+                } else if let Err(err) = firewall::setup_monit_firewall(runner) {
+                    tracing::warn!(error = %settings::source::error_chain(&err), "setting up the monit firewall");
+                }
+                Ok(())
+            }
         }
+    }
+
+    fn update_nats_firewall(
+        &self,
+        targets: &[std::net::SocketAddr],
+    ) -> Result<(), bootstrap::Error> {
+        firewall::setup_nats_firewall(self.runner.as_ref(), targets)
     }
 }
 

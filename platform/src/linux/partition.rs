@@ -23,7 +23,8 @@ use crate::bootstrap::{Error, Result};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::linux::files;
 
-const MIB: u64 = 1024 * 1024;
+/// One MiB.
+pub const MIB: u64 = 1024 * 1024;
 
 /// What a partition is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,16 @@ pub fn name_prefix(agent_id: &str) -> String {
     }
 }
 
+/// The swap size for `available` bytes of disk (`calculateEphemeralDiskPartitionSizes`):
+/// `swap_size_mib` MiB when set, else the RAM if it fits in half the space, else half the space.
+pub fn swap_bytes(available: u64, ram_bytes: u64, swap_size_mib: Option<u64>) -> u64 {
+    match swap_size_mib {
+        Some(mib) => mib.saturating_mul(MIB),
+        None if ram_bytes <= available / 2 => ram_bytes,
+        None => available / 2,
+    }
+}
+
 /// The partitions of a `disk_bytes` disk on a VM with `ram_bytes` of memory.
 pub fn plan(
     agent_id: &str,
@@ -65,11 +76,7 @@ pub fn plan(
     ram_bytes: u64,
     swap_size_mib: Option<u64>,
 ) -> Result<Vec<Planned>> {
-    let swap = match swap_size_mib {
-        Some(mib) => mib.saturating_mul(MIB),
-        None if ram_bytes <= disk_bytes / 2 => ram_bytes,
-        None => disk_bytes / 2,
-    };
+    let swap = swap_bytes(disk_bytes, ram_bytes, swap_size_mib);
     let prefix = name_prefix(agent_id);
     let mut sizes = Vec::new();
     if swap > 0 {

@@ -249,6 +249,18 @@ impl World {
     /// Creates a VM for `agent_id` with the given networks and env, allowing the agent on NATS
     /// first.
     pub fn create_vm_with(&mut self, agent_id: &str, networks: Value, env: Value) -> Result<Vm> {
+        self.create_vm_with_properties(agent_id, networks, env, json!({}))
+    }
+
+    /// [`World::create_vm_with`] with the VM cloud properties `cloud_properties` (the QEMU CPI's
+    /// `ephemeral_disk_size`, `root_disk_size`, `raw_ephemeral_disks`, ...).
+    pub fn create_vm_with_properties(
+        &mut self,
+        agent_id: &str,
+        networks: Value,
+        env: Value,
+        cloud_properties: Value,
+    ) -> Result<Vm> {
         self.agents.insert(agent_id.to_owned());
         let agents = self.agents.clone();
         let nats = self.nats.as_mut().context("NATS is running")?;
@@ -259,7 +271,7 @@ impl World {
         let request = CreateVm {
             agent_id,
             stemcell_cid: &self.stemcell_cid,
-            cloud_properties: json!({}),
+            cloud_properties,
             networks,
             disk_cids: Vec::new(),
             env,

@@ -37,8 +37,12 @@ pub struct Machine {
     pub mac: String,
     /// The root disk's serial.
     pub root_serial: String,
-    /// The ephemeral disk's serial.
+    /// The ephemeral disk's serial; empty when the VM has no ephemeral disk.
     pub ephemeral_serial: String,
+    /// The raw ephemeral disks' serials (images `raw-ephemeral-<i>.qcow2`), after the ephemeral
+    /// disk.
+    #[serde(default)]
+    pub raw_ephemeral_serials: Vec<String>,
     /// Guest addresses forwarded to host loopback services.
     pub forwards: Vec<Forward>,
     /// The `qemu-cpi` executable QEMU runs as `relay` for each forwarded connection.
@@ -98,16 +102,33 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
             "virtio-blk-pci,drive=root,serial={},bootindex=0",
             machine.root_serial
         ),
-        "-drive".into(),
-        format!(
-            "if=none,id=ephemeral,file={},format=qcow2",
-            path(store::EPHEMERAL_DISK)
-        ),
-        "-device".into(),
-        format!(
-            "virtio-blk-pci,drive=ephemeral,serial={}",
-            machine.ephemeral_serial
-        ),
+    ]);
+    if !machine.ephemeral_serial.is_empty() {
+        args.extend([
+            "-drive".into(),
+            format!(
+                "if=none,id=ephemeral,file={},format=qcow2",
+                path(store::EPHEMERAL_DISK)
+            ),
+            "-device".into(),
+            format!(
+                "virtio-blk-pci,drive=ephemeral,serial={}",
+                machine.ephemeral_serial
+            ),
+        ]);
+    }
+    for (index, serial) in machine.raw_ephemeral_serials.iter().enumerate() {
+        args.extend([
+            "-drive".into(),
+            format!(
+                "if=none,id=raw{index},file={},format=qcow2",
+                path(&store::raw_ephemeral_disk(index))
+            ),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=raw{index},serial={serial}"),
+        ]);
+    }
+    args.extend([
         "-cdrom".into(),
         path(store::CONFIG_DRIVE),
         "-netdev".into(),
@@ -197,6 +218,7 @@ mod tests {
             mac: "52:54:00:aa:bb:cc".into(),
             root_serial: "root-0123456789abcde".into(),
             ephemeral_serial: "eph-0123456789abcdef".into(),
+            raw_ephemeral_serials: Vec::new(),
             forwards: vec![
                 Forward {
                     guest: "10.0.2.100:4222".parse().unwrap(),
@@ -262,6 +284,29 @@ mod tests {
                 "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc",
             ]
         );
+    }
+
+    #[test]
+    fn no_ephemeral_disk_leaves_its_drive_out_and_raw_ephemeral_disks_follow() {
+        let mut machine = machine();
+        machine.ephemeral_serial = String::new();
+        machine.raw_ephemeral_serials = vec!["raw0-0123456789abcde".into()];
+        let args = strings(argv("vm-1", Path::new("/s/vms/vm-1"), &machine, &[]));
+        let root = args
+            .iter()
+            .position(|arg| arg.starts_with("virtio-blk-pci,drive=root,"))
+            .unwrap();
+        assert_eq!(
+            args[root + 1..root + 6],
+            [
+                "-drive",
+                "if=none,id=raw0,file=/s/vms/vm-1/raw-ephemeral-0.qcow2,format=qcow2",
+                "-device",
+                "virtio-blk-pci,drive=raw0,serial=raw0-0123456789abcde",
+                "-cdrom",
+            ]
+        );
+        assert!(!args.iter().any(|arg| arg.contains("ephemeral.qcow2")));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! `agent_id`; `vm` (`name` and `id`, both the VM cid); `mbus`, `ntp` and `blobstore` from the
 //! CPI config's `agent` section (`blobstore` left out when `env.bosh.blobstores` is given);
 //! `networks` as the director sent them, each with the VM's `mac`; `disks` with `system`
-//! `/dev/vda`, `ephemeral` `{"id": <serial>, "path": "/dev/vdb"}` and `persistent` holding each
-//! attached disk's hint; `env` as `create_vm`'s `environment`.
+//! `/dev/vda`, `ephemeral` `{"id": <serial>, "path": "/dev/vdb"}` (left out when the VM has no
+//! ephemeral disk), `raw_ephemeral` (only when the VM has raw ephemeral disks) `[{"id": <serial>,
+//! "path": "/dev/vd<letter>"}, ...]` with the letters after the ephemeral disk's, and
+//! `persistent` holding each attached disk's hint; `env` as `create_vm`'s `environment`.
 //!
 //! The guest reaches host services only through QEMU's `guestfwd`s, so every URL the agent dials
 //! (`mbus`, `env.bosh.mbus.urls`, each blobstore's `options.endpoint`) whose `host:port` is a
@@ -39,8 +41,10 @@ pub struct NewVm<'a> {
     pub networks: &'a Map<String, Value>,
     /// `create_vm`'s `environment`.
     pub env: &'a Map<String, Value>,
-    /// The ephemeral disk's serial.
+    /// The ephemeral disk's serial; empty for none.
     pub ephemeral_serial: &'a str,
+    /// The raw ephemeral disks' serials.
+    pub raw_ephemeral_serials: &'a [String],
     /// The forwards whose host sides are rewritten.
     pub forwards: &'a [Forward],
 }
@@ -64,6 +68,25 @@ pub fn agent_settings(vm: &NewVm<'_>) -> Value {
         if !has_env_blobstores(vm.env) {
             settings["blobstore"] = blobstore.clone();
         }
+    }
+    if vm.ephemeral_serial.is_empty() {
+        if let Some(disks) = settings["disks"].as_object_mut() {
+            disks.remove("ephemeral");
+        }
+    }
+    if !vm.raw_ephemeral_serials.is_empty() {
+        let first = if vm.ephemeral_serial.is_empty() {
+            b'b'
+        } else {
+            b'c'
+        };
+        let raw: Vec<Value> = vm
+            .raw_ephemeral_serials
+            .iter()
+            .zip(first..=b'z')
+            .map(|(serial, letter)| json!({"id": serial, "path": format!("/dev/vd{}", letter as char)}))
+            .collect();
+        settings["disks"]["raw_ephemeral"] = Value::Array(raw);
     }
     rewrite_urls(&mut settings, vm.forwards);
     settings
@@ -287,6 +310,7 @@ mod tests {
             networks: &networks,
             env: &env,
             ephemeral_serial: "eph-0123456789abcdef",
+            raw_ephemeral_serials: &[],
             forwards: &forwards,
         });
         assert_eq!(
@@ -330,6 +354,7 @@ mod tests {
             networks: &empty,
             env: &empty,
             ephemeral_serial: "eph",
+            raw_ephemeral_serials: &[],
             forwards: &forwards,
         };
         assert_eq!(
@@ -342,6 +367,47 @@ mod tests {
                 .get("blobstore")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn no_ephemeral_disk_is_left_out_and_raw_ephemeral_disks_follow_it() {
+        let agent = AgentConfig {
+            mbus: String::new(),
+            ntp: vec![],
+            blobstore: None,
+        };
+        let empty = Map::new();
+        let raw = vec![
+            "raw0-0123456789abcde".to_owned(),
+            "raw1-0123456789abcde".to_owned(),
+        ];
+        let vm = NewVm {
+            agent_id: "a",
+            vm_cid: "vm",
+            agent: &agent,
+            networks: &empty,
+            env: &empty,
+            ephemeral_serial: "",
+            raw_ephemeral_serials: &raw,
+            forwards: &[],
+        };
+        assert_eq!(
+            agent_settings(&vm)["disks"],
+            json!({"system": "/dev/vda", "persistent": {}, "raw_ephemeral": [
+                {"id": "raw0-0123456789abcde", "path": "/dev/vdb"},
+                {"id": "raw1-0123456789abcde", "path": "/dev/vdc"},
+            ]})
+        );
+        let with_ephemeral = agent_settings(&NewVm {
+            ephemeral_serial: "eph-0123456789abcdef",
+            raw_ephemeral_serials: &raw[..1],
+            ..vm
+        });
+        assert_eq!(
+            with_ephemeral["disks"]["raw_ephemeral"],
+            json!([{"id": "raw0-0123456789abcde", "path": "/dev/vdc"}])
+        );
+        assert_eq!(with_ephemeral["disks"]["ephemeral"]["path"], "/dev/vdb");
     }
 
     #[test]

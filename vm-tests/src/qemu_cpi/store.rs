@@ -212,6 +212,17 @@ pub fn ephemeral_serial(vm_cid: &str) -> String {
     derived("eph-", vm_cid)
 }
 
+/// The serial of a VM's raw ephemeral disk `index`: `raw<index>-` and hex digits of the VM cid's
+/// SHA-1.
+pub fn raw_ephemeral_serial(vm_cid: &str, index: usize) -> String {
+    derived(&format!("raw{index}-"), vm_cid)
+}
+
+/// The image of a VM's raw ephemeral disk `index`, in the VM's directory.
+pub fn raw_ephemeral_disk(index: usize) -> String {
+    format!("raw-ephemeral-{index}.qcow2")
+}
+
 /// `prefix` and hex digits of `cid`'s SHA-1, 20 characters in all.
 fn derived(prefix: &str, cid: &str) -> String {
     let digest = Sha1::digest(cid.as_bytes());
@@ -231,6 +242,9 @@ mod tests {
         }
         assert!(root_serial(vm).starts_with("root-"));
         assert!(ephemeral_serial(vm).starts_with("eph-"));
+        assert_eq!(raw_ephemeral_serial(vm, 1).len(), SERIAL_LEN);
+        assert!(raw_ephemeral_serial(vm, 1).starts_with("raw1-"));
+        assert_ne!(raw_ephemeral_serial(vm, 0), raw_ephemeral_serial(vm, 1));
         assert_eq!(root_serial(vm), root_serial(vm));
         assert_ne!(root_serial(vm), root_serial("vm-other"));
         let disk = new_disk_cid();

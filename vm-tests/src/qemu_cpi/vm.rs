@@ -12,8 +12,13 @@
 //! tolerates on `delete_vm`.
 //!
 //! VM cloud properties (all optional): `cpu` (count) and `ram` (MiB), defaulting to the config's
-//! `cpus` and `memory_mb`, and `ephemeral_disk_size` (MiB, default 4096); the ephemeral disk is
-//! a sparse qcow2. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}` to them.
+//! `cpus` and `memory_mb`, and `ephemeral_disk_size` (MiB, default 4096; `0` for no ephemeral
+//! disk); the ephemeral disk is a sparse qcow2. `root_disk_size` (MiB) makes the root overlay
+//! that big instead of the stemcell image's size (as cloud CPIs make root disks bigger than the
+//! image; the guest sees free space after its root partition). `raw_ephemeral_disks` (a list of
+//! sizes in MiB) adds that many blank disks after the ephemeral one, listed in the settings'
+//! `disks.raw_ephemeral`. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}`
+//! to them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -92,14 +97,18 @@ impl Attachment {
 }
 
 /// What a VM runs on, from its cloud properties and the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resources {
     /// CPUs.
     pub cpus: u64,
     /// Memory in MiB.
     pub memory_mb: u64,
-    /// The ephemeral disk in MiB.
+    /// The ephemeral disk in MiB; 0 for none.
     pub ephemeral_disk_mb: u64,
+    /// The root disk in MiB, when not the image's size.
+    pub root_disk_mb: Option<u64>,
+    /// The raw ephemeral disks' sizes in MiB.
+    pub raw_ephemeral_disks_mb: Vec<u64>,
 }
 
 /// `create_vm(agent_id, stemcell_cid, cloud_properties, networks, disk_cids, environment)`:
@@ -160,7 +169,14 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
         cpus: resources.cpus,
         mac,
         root_serial: store::root_serial(&vm_cid),
-        ephemeral_serial: store::ephemeral_serial(&vm_cid),
+        ephemeral_serial: if resources.ephemeral_disk_mb == 0 {
+            String::new()
+        } else {
+            store::ephemeral_serial(&vm_cid)
+        },
+        raw_ephemeral_serials: (0..resources.raw_ephemeral_disks_mb.len())
+            .map(|index| store::raw_ephemeral_serial(&vm_cid, index))
+            .collect(),
         forwards: cpi.config.forwards.clone(),
         relay: cpi.relay_exe.clone(),
         test_shell: cpi.config.test_shell,
@@ -172,6 +188,7 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
         networks: &networks,
         env: &env,
         ephemeral_serial: &machine.ephemeral_serial,
+        raw_ephemeral_serials: &machine.raw_ephemeral_serials,
         forwards: &cpi.config.forwards,
     });
     let record = VmRecord {
@@ -189,20 +206,32 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
     store::create_dir_all(&cpi.store.vms_dir())?;
     std::fs::create_dir(&vm_dir).map_err(Error::io("creating", &vm_dir))?;
     let made = (|| {
-        cpi.qemu_img(
-            Cmd::new(&cpi.config.qemu_img)
-                .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-                .arg(&backing)
-                .arg(vm_dir.join(store::ROOT_DISK)),
-            format!("creating the root disk of VM '{vm_cid}'"),
-        )?;
-        cpi.qemu_img(
-            Cmd::new(&cpi.config.qemu_img)
-                .args(["create", "-q", "-f", "qcow2"])
-                .arg(vm_dir.join(store::EPHEMERAL_DISK))
-                .arg(format!("{}M", resources.ephemeral_disk_mb)),
-            format!("creating the ephemeral disk of VM '{vm_cid}'"),
-        )?;
+        let mut root = Cmd::new(&cpi.config.qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&backing)
+            .arg(vm_dir.join(store::ROOT_DISK));
+        if let Some(mb) = resources.root_disk_mb {
+            root = root.arg(format!("{mb}M"));
+        }
+        cpi.qemu_img(root, format!("creating the root disk of VM '{vm_cid}'"))?;
+        if resources.ephemeral_disk_mb > 0 {
+            cpi.qemu_img(
+                Cmd::new(&cpi.config.qemu_img)
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(vm_dir.join(store::EPHEMERAL_DISK))
+                    .arg(format!("{}M", resources.ephemeral_disk_mb)),
+                format!("creating the ephemeral disk of VM '{vm_cid}'"),
+            )?;
+        }
+        for (index, mb) in resources.raw_ephemeral_disks_mb.iter().enumerate() {
+            cpi.qemu_img(
+                Cmd::new(&cpi.config.qemu_img)
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(vm_dir.join(store::raw_ephemeral_disk(index)))
+                    .arg(format!("{mb}M")),
+                format!("creating raw ephemeral disk {index} of VM '{vm_cid}'"),
+            )?;
+        }
         iso::write_config_drive(cpi.runner.as_ref(), &vm_dir, &vm_cid, &record.settings)?;
         store::write_json(&vm_dir.join(store::VM_FILE), &record)?;
         start(cpi, &vm_cid, &vm_dir, &record)
@@ -310,10 +339,36 @@ pub fn resources(
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("{key} must be a positive integer, got {value}")),
     };
+    let ephemeral_disk_mb = match cloud_properties.get("ephemeral_disk_size") {
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => 0,
+        _ => read("ephemeral_disk_size", DEFAULT_EPHEMERAL_DISK_MB)?,
+    };
+    let root_disk_mb = match cloud_properties.get("root_disk_size") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(read("root_disk_size", 0)?),
+    };
+    let raw_ephemeral_disks_mb = match cloud_properties.get("raw_ephemeral_disks") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(sizes)) if sizes.len() <= 8 => sizes
+            .iter()
+            .map(|size| {
+                size.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("raw_ephemeral_disks must hold positive sizes in MiB, got {size}")
+                })
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "raw_ephemeral_disks must be a list of at most 8 sizes in MiB, got {other}"
+            ));
+        }
+    };
     Ok(Resources {
         cpus: read("cpu", cpi.config.cpus)?,
         memory_mb: read("ram", cpi.config.memory_mb)?,
-        ephemeral_disk_mb: read("ephemeral_disk_size", DEFAULT_EPHEMERAL_DISK_MB)?,
+        ephemeral_disk_mb,
+        root_disk_mb,
+        raw_ephemeral_disks_mb,
     })
 }
 
@@ -468,7 +523,9 @@ mod tests {
             Resources {
                 cpus: 3,
                 memory_mb: 512,
-                ephemeral_disk_mb: DEFAULT_EPHEMERAL_DISK_MB
+                ephemeral_disk_mb: DEFAULT_EPHEMERAL_DISK_MB,
+                root_disk_mb: None,
+                raw_ephemeral_disks_mb: vec![],
             }
         );
         assert_eq!(
@@ -480,8 +537,37 @@ mod tests {
             Resources {
                 cpus: 1,
                 memory_mb: 2048,
-                ephemeral_disk_mb: 10240
+                ephemeral_disk_mb: 10240,
+                root_disk_mb: None,
+                raw_ephemeral_disks_mb: vec![],
             }
+        );
+        assert_eq!(
+            resources(
+                &object(json!({"ephemeral_disk_size": 0, "root_disk_size": 8192,
+                    "raw_ephemeral_disks": [512, 256]})),
+                &cpi
+            )
+            .unwrap(),
+            Resources {
+                cpus: 3,
+                memory_mb: 512,
+                ephemeral_disk_mb: 0,
+                root_disk_mb: Some(8192),
+                raw_ephemeral_disks_mb: vec![512, 256],
+            }
+        );
+        assert_eq!(
+            resources(&object(json!({"root_disk_size": 0})), &cpi).unwrap_err(),
+            "root_disk_size must be a positive integer, got 0"
+        );
+        assert_eq!(
+            resources(&object(json!({"raw_ephemeral_disks": [0]})), &cpi).unwrap_err(),
+            "raw_ephemeral_disks must hold positive sizes in MiB, got 0"
+        );
+        assert_eq!(
+            resources(&object(json!({"raw_ephemeral_disks": 2})), &cpi).unwrap_err(),
+            "raw_ephemeral_disks must be a list of at most 8 sizes in MiB, got 2"
         );
         assert_eq!(
             resources(&object(json!({"ram": "2G"})), &cpi).unwrap_err(),
