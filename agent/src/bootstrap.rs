@@ -9,13 +9,18 @@
 //! manager restarts the agent); every step is idempotent, so a restart picks up where it failed.
 //!
 //! The steps run in two phases ([`Phase`]): the first ends with networking, so the message bus
-//! can connect while the disks and directories are set up in the second.
+//! can connect while the disks and directories are set up in the second. The second ends with the
+//! persistent disk (steps 22–24 of the reference: the last mounted disk checked against the known
+//! disks and mounted again on `store/`, the disk associations checked), logged as step
+//! `persistent_disk`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use platform::bootstrap::{Input, Step};
+use settings::model::{DiskAssociation, DiskSettings};
 
 use crate::action::Context;
 
@@ -77,6 +82,15 @@ pub async fn run(context: Arc<Context>, phase: Phase) -> anyhow::Result<()> {
                 "bootstrap step done"
             );
         }
+        if phase == Phase::AfterNetworking {
+            let step_started = Instant::now();
+            persistent_disk(&context).context("bootstrap step persistent_disk")?;
+            tracing::info!(
+                step = "persistent_disk",
+                elapsed_ms = step_started.elapsed().as_millis() as u64,
+                "bootstrap step done"
+            );
+        }
         Ok::<(), anyhow::Error>(())
     })
     .await
@@ -87,6 +101,80 @@ pub async fn run(context: Arc<Context>, phase: Phase) -> anyhow::Result<()> {
         "bootstrap phase done"
     );
     Ok(())
+}
+
+/// Steps 22–24 of the reference, after the directories: the disk last mounted
+/// (`bosh/managed_disk_settings.json`) must still be known when any persistent disk is (`Attached
+/// disk disagrees with previous mount`); it is mounted again on `store/` if it looks partitioned;
+/// every disk association must name a known disk, and more than one disk needs associations for
+/// all (`Unexpected disk attached`).
+fn persistent_disk(context: &Context) -> anyhow::Result<()> {
+    let all = context
+        .settings
+        .all_persistent_disk_settings()
+        .context("Reading persistent disk settings")?;
+    let managed = context.dirs.managed_disk_settings_file();
+    let last = match std::fs::read_to_string(&managed) {
+        Ok(text) => text.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("Reading {}", managed.display()));
+        }
+    };
+    let associations = context
+        .settings
+        .settings()
+        .update_settings
+        .disk_associations;
+    let Some(disk) = disk_to_remount(&last, &all, &associations)? else {
+        return Ok(());
+    };
+    let mountable = context
+        .platform
+        .is_persistent_disk_mountable(disk)
+        .context("Checking if persistent disk is partitioned")?;
+    if mountable {
+        context
+            .platform
+            .mount_persistent_disk(disk, &context.dirs.store_dir())
+            .context("Mounting persistent disk")?;
+    } else {
+        tracing::info!(disk = %last, "the last mounted disk is not partitioned, not mounted");
+    }
+    Ok(())
+}
+
+/// The checks of [`persistent_disk`] and the disk to mount again: the last mounted disk `last`
+/// among `all` the persistent disks.
+///
+/// Unlike Go, a last disk that is no longer known while no disk is known at all (detached, then the
+/// VM rebooted) is only logged: Go fails the bootstrap there.
+fn disk_to_remount<'a>(
+    last: &str,
+    all: &'a BTreeMap<String, DiskSettings>,
+    associations: &[DiskAssociation],
+) -> anyhow::Result<Option<&'a DiskSettings>> {
+    let disk = match all.get(last) {
+        _ if last.is_empty() => None,
+        Some(disk) => Some(disk),
+        None if all.is_empty() => {
+            tracing::info!(disk = %last, "the last mounted disk is no longer attached");
+            None
+        }
+        None => anyhow::bail!(
+            "Attached disk disagrees with previous mount: disk {last} is not among the persistent disks ({})",
+            all.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    for association in associations {
+        if !all.contains_key(&association.cid) {
+            anyhow::bail!("Disk {} is not attached", association.cid);
+        }
+    }
+    if all.len() > 1 && all.len() > associations.len() {
+        anyhow::bail!("Unexpected disk attached");
+    }
+    Ok(disk)
 }
 
 #[cfg(test)]
@@ -101,5 +189,58 @@ mod tests {
         assert_eq!(first.first(), Some(&Step::RuntimeConfiguration));
         assert_eq!(rest.first(), Some(&Step::RawEphemeralDisks));
         assert_eq!([first, rest].concat(), Step::ORDER.to_vec());
+    }
+
+    fn disks(cids: &[&str]) -> BTreeMap<String, DiskSettings> {
+        cids.iter()
+            .map(|cid| {
+                let disk = DiskSettings {
+                    id: (*cid).to_owned(),
+                    ..DiskSettings::default()
+                };
+                ((*cid).to_owned(), disk)
+            })
+            .collect()
+    }
+
+    fn association(cid: &str) -> DiskAssociation {
+        DiskAssociation {
+            name: format!("name-{cid}"),
+            cid: cid.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_last_disk_is_remounted_when_known_and_the_guards_follow_go() {
+        let one = disks(&["disk-a"]);
+        let found = disk_to_remount("disk-a", &one, &[]).unwrap();
+        assert_eq!(found.map(|d| d.id.as_str()), Some("disk-a"));
+        assert!(disk_to_remount("", &one, &[]).unwrap().is_none());
+        // Detached while the VM was down: nothing known, nothing mounted, no failure.
+        assert!(
+            disk_to_remount("disk-a", &disks(&[]), &[])
+                .unwrap()
+                .is_none()
+        );
+        let err = disk_to_remount("disk-old", &one, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Attached disk disagrees with previous mount: disk disk-old is not among the persistent disks (disk-a)"
+        );
+        let two = disks(&["disk-a", "disk-b"]);
+        assert_eq!(
+            disk_to_remount("disk-a", &two, &[])
+                .unwrap_err()
+                .to_string(),
+            "Unexpected disk attached"
+        );
+        let both = [association("disk-a"), association("disk-b")];
+        assert!(disk_to_remount("disk-a", &two, &both).unwrap().is_some());
+        assert_eq!(
+            disk_to_remount("disk-a", &one, &[association("disk-z")])
+                .unwrap_err()
+                .to_string(),
+            "Disk disk-z is not attached"
+        );
     }
 }

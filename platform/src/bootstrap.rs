@@ -8,8 +8,11 @@
 //! dummy platform does nothing outside its base dir.
 //!
 //! Steps of the reference that have no step here: loading settings (done by the agent before the
-//! bootstrap), the persistent-disk checks and remount (they come with the Linux persistent-disk
-//! operations), monit (the supervisor is built into the agent).
+//! bootstrap), the persistent-disk checks and remount (the agent runs them after the last step,
+//! with the settings service's disks and hints, through
+//! [`Platform::is_persistent_disk_mountable`](crate::Platform::is_persistent_disk_mountable) and
+//! [`Platform::mount_persistent_disk`](crate::Platform::mount_persistent_disk)), and monit (the
+//! supervisor is built into the agent).
 //!
 //! To add a step: add a variant, put it in [`Step::ORDER`] where the reference runs it, name it in
 //! [`Step::name`], and handle it in both platforms.

@@ -49,6 +49,15 @@ pub enum Error {
     /// The host's mount table could not be read.
     #[error("finding mounted disks")]
     Mounts(#[source] mount::Error),
+    /// A Linux disk operation failed (a command, a file, a disk not found or refused).
+    #[error("{what}")]
+    Linux {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<crate::bootstrap::Error>,
+    },
     /// The dummy platform's state files could not be read or written.
     #[error(transparent)]
     State(#[from] dummy::state::Error),

@@ -72,6 +72,13 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Whether the persistent disk `disk` is mounted (anywhere).
     fn is_persistent_disk_mounted(&self, disk: &DiskSettings) -> Result<bool, disk::Error>;
 
+    /// Whether the persistent disk `disk` looks partitioned, so the bootstrap remounts it
+    /// (`IsPersistentDiskMountable`); platforms without partitions say no.
+    fn is_persistent_disk_mountable(&self, disk: &DiskSettings) -> Result<bool, disk::Error> {
+        let _ = disk;
+        Ok(false)
+    }
+
     /// Whether something is mounted exactly on `path`.
     fn is_mount_point(&self, path: &Path) -> Result<bool, disk::Error>;
 

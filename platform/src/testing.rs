@@ -72,6 +72,14 @@ impl RecordingRunner {
             .collect()
     }
 
+    /// Every command run so far, whole (with its standard input and environment).
+    pub fn recorded_commands(&self) -> Vec<Cmd> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Expectations never used, as argv vectors.
     pub fn unused(&self) -> Vec<Vec<String>> {
         self.script

@@ -1,16 +1,23 @@
 //! Where a disk of the settings is on this VM (`infrastructure/devicepathresolver/`): `identity`
-//! (the settings' `path` as it is) and `virtio` (by id, falling back to the mapped path).
+//! (the settings' `path` as it is), `virtio` (by id, falling back to the mapped path) and `scsi`
+//! (by device id or volume id after a SCSI rescan).
 //!
 //! Virtio by id: the disk's `id` (its device id; the CID when there is none) must be at least 20
 //! characters; it is cut to 20, as QEMU and the kernel cut virtio serials, and looked up as
-//! `/dev/disk/by-id/*<id>` (exactly one match, followed to its device). Unlike Go, which runs
-//! `udevadm trigger` and `udevadm settle` before every lookup, we look first and only trigger and
-//! settle udev when the link is not there yet (at boot udev has usually created it already, and a
-//! trigger re-announces every device, network interfaces included); then the glob is polled for
-//! 500 ms. The mapped fallback: `/dev/sdX` is tried as `/dev/xvdX`, `/dev/vdX`, `/dev/sdX`; other
-//! paths are used as they are (links followed), polled for up to 30 s.
+//! `/dev/disk/by-id/*<id>` (exactly one match, followed to its device). With
+//! `DiskIDTransformPattern` the whole id is rewritten with `DiskIDTransformReplacement` and the
+//! result is the by-id glob itself (Go's `TransformDiskID`; a bad pattern is a settings error).
+//! Unlike Go, which runs `udevadm trigger` and `udevadm settle` before every lookup, we look first
+//! and only trigger and settle udev when the link is not there yet (at boot udev has usually
+//! created it already, and a trigger re-announces every device, network interfaces included);
+//! then the glob is polled for 500 ms. The mapped fallback: `/dev/sdX` is tried as `/dev/xvdX`,
+//! `/dev/vdX`, `/dev/sdX`; other paths are used as they are (links followed), polled for up to
+//! 30 s. SCSI disks are waited for 50 s; Go's Hyper-V way (`lun` + `host_device_id`), iSCSI,
+//! `LunDeviceSymlinkPath` and NVMe instance storage are not supported yet.
 //!
-//! Returned paths are canonical (links resolved) and under the host root.
+//! [`Resolver::find`] tells a disk that did not appear in time ([`Found::TimedOut`], Go's
+//! `timedOut`) from other failures. Returned paths are canonical (links resolved) and under the
+//! host root.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +43,21 @@ pub struct Resolver {
     pub mapped_wait: Duration,
     /// The pause between two looks.
     pub poll: Duration,
+    /// How long a SCSI disk is waited for after a rescan.
+    pub scsi_wait: Duration,
+    /// `DiskIDTransformPattern` and `DiskIDTransformReplacement`: the id is rewritten with them
+    /// and the result is the by-id glob itself (Go's `TransformDiskID`).
+    pub id_transform: Option<IdTransform>,
+}
+
+/// A rewrite of disk ids into `/dev/disk/by-id/` globs (Go's `regexp` syntax; `${1}` refers to
+/// a group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTransform {
+    /// The regular expression.
+    pub pattern: String,
+    /// What a match becomes.
+    pub replacement: String,
 }
 
 impl Resolver {
@@ -46,34 +68,65 @@ impl Resolver {
             id_wait: Duration::from_millis(500),
             mapped_wait: Duration::from_secs(30),
             poll: Duration::from_millis(100),
+            scsi_wait: Duration::from_secs(50),
+            id_transform: None,
         }
     }
 
-    /// The device of `disk`.
+    /// The device of `disk`; not finding it in time is an error.
     pub fn resolve(
         &self,
         runner: &dyn CommandRunner,
         host: &HostPaths,
         disk: &DiskSettings,
     ) -> Result<PathBuf> {
+        match self.find(runner, host, disk)? {
+            Found::Device(path) => Ok(path),
+            Found::TimedOut(message) => Err(Error::Host(message)),
+        }
+    }
+
+    /// The device of `disk`, or [`Found::TimedOut`] when it did not appear in time (Go's
+    /// `timedOut`: `unmount_disk` and `list_disk` take such a disk as not mounted).
+    pub fn find(
+        &self,
+        runner: &dyn CommandRunner,
+        host: &HostPaths,
+        disk: &DiskSettings,
+    ) -> Result<Found> {
         match self.kind.as_str() {
             "" => {
                 if disk.path.is_empty() {
                     return Err(Error::Settings("the disk has no path".to_owned()));
                 }
-                Ok(host.reroot(Path::new(&disk.path)))
+                Ok(Found::Device(host.reroot(Path::new(&disk.path))))
             }
-            "virtio" => match self.by_id(runner, host, disk) {
-                Ok(path) => Ok(path),
+            "virtio" => match self.by_id(runner, host, disk, self.transform()?.as_ref()) {
+                Ok(path) => Ok(Found::Device(path)),
                 Err(err) => {
                     tracing::debug!(error = %err, "no disk by id, trying the mapped path");
                     self.mapped(host, disk)
                 }
             },
+            "scsi" => self.scsi(host, disk),
             other => Err(Error::Unsupported(format!(
                 "DevicePathResolutionType '{other}'"
             ))),
         }
+    }
+
+    /// The compiled `DiskIDTransformPattern` and its replacement.
+    fn transform(&self) -> Result<Option<(regex::Regex, &str)>> {
+        let Some(transform) = &self.id_transform else {
+            return Ok(None);
+        };
+        let pattern = regex::Regex::new(&transform.pattern).map_err(|err| {
+            Error::Settings(format!(
+                "DiskIDTransformPattern '{}': {err}",
+                transform.pattern
+            ))
+        })?;
+        Ok(Some((pattern, transform.replacement.as_str())))
     }
 
     fn by_id(
@@ -81,6 +134,7 @@ impl Resolver {
         runner: &dyn CommandRunner,
         host: &HostPaths,
         disk: &DiskSettings,
+        transform: Option<&(regex::Regex, &str)>,
     ) -> Result<PathBuf> {
         let id = if disk.device_id.is_empty() {
             &disk.id
@@ -92,15 +146,21 @@ impl Resolver {
                 "disk id '{id}' is shorter than {VIRTIO_SERIAL_LEN} characters"
             )));
         }
-        let serial: String = id.chars().take(VIRTIO_SERIAL_LEN).collect();
-        if let Some(path) = find_by_id(host, &serial)? {
+        let glob = match transform {
+            None => format!(
+                "*{}",
+                id.chars().take(VIRTIO_SERIAL_LEN).collect::<String>()
+            ),
+            Some((pattern, replacement)) => pattern.replace_all(id, *replacement).into_owned(),
+        };
+        if let Some(path) = find_by_id(host, &glob)? {
             return Ok(path);
         }
         files::run(runner, Cmd::new("udevadm").arg("trigger"))?;
         files::run(runner, Cmd::new("udevadm").arg("settle"))?;
         let deadline = Instant::now() + self.id_wait;
         loop {
-            if let Some(path) = find_by_id(host, &serial)? {
+            if let Some(path) = find_by_id(host, &glob)? {
                 return Ok(path);
             }
             if Instant::now() >= deadline {
@@ -112,7 +172,76 @@ impl Resolver {
         }
     }
 
-    fn mapped(&self, host: &HostPaths, disk: &DiskSettings) -> Result<PathBuf> {
+    /// `scsi`: by `device_id` (every SCSI host rescanned, then `/dev/disk/by-id/*<id without
+    /// dashes>`), else by `volume_id` (the boot disk's SCSI host rescanned, then
+    /// `/sys/bus/scsi/devices/<host>:0:<volume_id>:0/block/*`). Go's third way, `lun` with a
+    /// Hyper-V `host_device_id`, is not supported yet.
+    fn scsi(&self, host: &HostPaths, disk: &DiskSettings) -> Result<Found> {
+        let deadline = Instant::now() + self.scsi_wait;
+        if !disk.device_id.is_empty() {
+            for scan in list(&host.sys("class/scsi_host"))?
+                .into_iter()
+                .filter(|dir| file_name(dir).starts_with("host"))
+                .map(|dir| dir.join("scan"))
+            {
+                rescan(&scan)?;
+            }
+            let glob = format!("*{}", disk.device_id.replace('-', ""));
+            loop {
+                if let Some(path) = find_by_id(host, &glob)? {
+                    return Ok(Found::Device(path));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(Found::TimedOut(format!(
+                        "timed out getting real device path for '{}'",
+                        disk.device_id
+                    )));
+                }
+                std::thread::sleep(self.poll);
+            }
+        }
+        if !disk.volume_id.is_empty() {
+            let devices = host.sys("bus/scsi/devices");
+            // The boot disk's host: the first component of `<host>:0:0:0` with an `sd*` block device.
+            let host_id = list(&devices)?
+                .into_iter()
+                .filter(|dir| file_name(dir).ends_with(":0:0:0"))
+                .filter(|dir| {
+                    list(&dir.join("block")).is_ok_and(|blocks| {
+                        blocks
+                            .iter()
+                            .any(|block| file_name(block).starts_with("sd"))
+                    })
+                })
+                .filter_map(|dir| file_name(&dir).split(':').next().map(str::to_owned))
+                .next_back()
+                .ok_or_else(|| Error::Host("Zero length hostID".to_owned()))?;
+            rescan(&host.sys(&format!("class/scsi_host/host{host_id}/scan")))?;
+            let block = devices.join(format!("{host_id}:0:{}:0/block", disk.volume_id));
+            loop {
+                if let Some(name) = list(&block)?.first().map(|path| file_name(path)) {
+                    return Ok(Found::Device(host.dev(&name)));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(Found::TimedOut(format!(
+                        "timed out getting real device path for volume '{}'",
+                        disk.volume_id
+                    )));
+                }
+                std::thread::sleep(self.poll);
+            }
+        }
+        if !disk.lun.is_empty() && !disk.host_device_id.is_empty() {
+            return Err(Error::Unsupported(
+                "finding SCSI disks by lun and host_device_id".to_owned(),
+            ));
+        }
+        Err(Error::Settings(
+            "Neither ID, VolumeID nor (Lun, HostDeviceID) provided in disk settings".to_owned(),
+        ))
+    }
+
+    fn mapped(&self, host: &HostPaths, disk: &DiskSettings) -> Result<Found> {
         if disk.path.is_empty() {
             return Err(Error::Settings(
                 "getting real device path: path is missing".to_owned(),
@@ -131,10 +260,10 @@ impl Resolver {
                 .iter()
                 .find_map(|c| std::fs::canonicalize(c).ok())
             {
-                return Ok(found);
+                return Ok(Found::Device(found));
             }
             if Instant::now() >= deadline {
-                return Err(Error::Host(format!(
+                return Ok(Found::TimedOut(format!(
                     "timed out getting real device path for {}",
                     disk.path
                 )));
@@ -144,25 +273,92 @@ impl Resolver {
     }
 }
 
-/// The device `/dev/disk/by-id/*<serial>` points at, if exactly one link matches.
-fn find_by_id(host: &HostPaths, serial: &str) -> Result<Option<PathBuf>> {
+/// What looking for a disk found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The disk's device (canonical, under the host root).
+    Device(PathBuf),
+    /// The disk did not appear in time; the text says which path was waited for.
+    TimedOut(String),
+}
+
+/// The device the one link of `/dev/disk/by-id/` whose name matches `glob` points at.
+fn find_by_id(host: &HostPaths, glob: &str) -> Result<Option<PathBuf>> {
     let dir = host.dev("disk/by-id");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(None);
     };
     let matches: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(serial))
+        .filter(|entry| glob_matches(glob, &entry.file_name().to_string_lossy()))
         .map(|entry| entry.path())
         .collect();
     match matches.as_slice() {
         [] => Ok(None),
         [link] => Ok(std::fs::canonicalize(link).ok()),
         _ => Err(Error::Host(format!(
-            "more than one disk matched {}/*{serial}",
+            "more than one disk matched {}/{glob}",
             dir.display()
         ))),
     }
+}
+
+/// The entries of `dir`, sorted; none when it does not exist.
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.path())
+                .collect();
+            paths.sort();
+            Ok(paths)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(Error::io("listing", dir, err)),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Asks a SCSI host to scan every channel, target and lun.
+fn rescan(scan: &Path) -> Result<()> {
+    std::fs::write(scan, "- - -").map_err(|err| Error::io("writing", scan, err))
+}
+
+/// Whether `name` matches the shell glob `glob` (`*` and `?`; other characters stand for
+/// themselves).
+fn glob_matches(glob: &str, name: &str) -> bool {
+    let glob: Vec<char> = glob.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // The classic two-pointer match with backtracking to the last `*`.
+    let (mut g, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match glob.get(g) {
+            Some('*') => {
+                star = Some((g, n));
+                g += 1;
+            }
+            Some(&c) if c == '?' || c == name[n] => {
+                g += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((star_g, star_n)) => {
+                    g = star_g + 1;
+                    n = star_n + 1;
+                    star = Some((star_g, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
 }
 
 /// The path of partition `number` of `device` (`/dev/vdb` → `/dev/vdb1`, `/dev/nvme0n1` →
@@ -200,6 +396,8 @@ mod tests {
             id_wait: Duration::ZERO,
             mapped_wait: Duration::ZERO,
             poll: Duration::ZERO,
+            scsi_wait: Duration::ZERO,
+            id_transform: None,
         }
     }
 
@@ -264,6 +462,67 @@ mod tests {
     }
 
     #[test]
+    fn scsi_disks_are_found_after_a_rescan_by_id_or_volume_id() {
+        let root = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(root.path()).unwrap();
+        fake_dev(&base);
+        for host_dir in ["host0", "host2"] {
+            std::fs::create_dir_all(base.join("sys/class/scsi_host").join(host_dir)).unwrap();
+        }
+        std::os::unix::fs::symlink(
+            "../../vdb",
+            base.join("dev/disk/by-id/scsi-36000c29a1b2c3d4e5f60718293a4b5c6"),
+        )
+        .unwrap();
+        let host = HostPaths::with_root(&base);
+        let runner = RecordingRunner::new();
+        let mut resolver = resolver();
+        resolver.kind = "scsi".into();
+        let by_id = DiskSettings {
+            device_id: "6000c29a-1b2c-3d4e-5f60-718293a4b5c6".into(),
+            ..DiskSettings::default()
+        };
+        assert_eq!(
+            resolver.resolve(&runner, &host, &by_id).unwrap(),
+            base.join("dev/vdb")
+        );
+        for host_dir in ["host0", "host2"] {
+            let scan = base.join("sys/class/scsi_host").join(host_dir).join("scan");
+            assert_eq!(std::fs::read_to_string(scan).unwrap(), "- - -");
+        }
+
+        // By volume id: the boot disk is on host 2 (2:0:0:0 holds sda).
+        std::fs::create_dir_all(base.join("sys/bus/scsi/devices/2:0:0:0/block/sda")).unwrap();
+        std::fs::create_dir_all(base.join("sys/bus/scsi/devices/2:0:3:0/block/sdc")).unwrap();
+        std::fs::remove_file(base.join("sys/class/scsi_host/host2/scan")).unwrap();
+        let by_volume = DiskSettings {
+            volume_id: "3".into(),
+            ..DiskSettings::default()
+        };
+        assert_eq!(
+            resolver.resolve(&runner, &host, &by_volume).unwrap(),
+            base.join("dev/sdc")
+        );
+        assert!(base.join("sys/class/scsi_host/host2/scan").exists());
+        let missing = DiskSettings {
+            volume_id: "4".into(),
+            ..DiskSettings::default()
+        };
+        assert_eq!(
+            resolver.find(&runner, &host, &missing).unwrap(),
+            Found::TimedOut("timed out getting real device path for volume '4'".into())
+        );
+        assert_eq!(
+            resolver
+                .resolve(&runner, &host, &DiskSettings::default())
+                .unwrap_err()
+                .to_string(),
+            "Neither ID, VolumeID nor (Lun, HostDeviceID) provided in disk settings"
+        );
+        assert!(runner.recorded().is_empty());
+    }
+
+    #[test]
     fn identity_and_unknown_resolvers() {
         let host = HostPaths::with_root("/r");
         let runner = RecordingRunner::new();
@@ -274,12 +533,70 @@ mod tests {
             PathBuf::from("/r/dev/sdb")
         );
         assert_eq!(
-            Resolver::new("scsi")
+            Resolver::new("iscsi")
                 .resolve(&runner, &host, &disk("", "/dev/sdb"))
                 .unwrap_err()
                 .to_string(),
-            "DevicePathResolutionType 'scsi' is not supported yet"
+            "DevicePathResolutionType 'iscsi' is not supported yet"
         );
+    }
+
+    #[test]
+    fn a_transformed_id_is_the_glob_itself() {
+        let root = tempfile::tempdir().unwrap();
+        fake_dev(root.path());
+        std::os::unix::fs::symlink(
+            "../../vdb",
+            root.path().join("dev/disk/by-id/google-persistent-disk-1"),
+        )
+        .unwrap();
+        let host = HostPaths::with_root(root.path());
+        let runner = RecordingRunner::new();
+        let mut resolver = resolver();
+        resolver.id_transform = Some(IdTransform {
+            pattern: "^disk-(.+)$".into(),
+            replacement: "google-persistent-${1}".into(),
+        });
+        let found = resolver
+            .resolve(&runner, &host, &disk("disk-1-0123456789abcdef", "/dev/vdz"))
+            .unwrap_err();
+        // The whole id is rewritten: no link is named `google-persistent-1-0123…`.
+        assert_eq!(
+            found.to_string(),
+            "timed out getting real device path for /dev/vdz"
+        );
+        resolver.id_transform = Some(IdTransform {
+            pattern: "^disk-(\\d)-.*$".into(),
+            replacement: "google-*-disk-${1}".into(),
+        });
+        let runner = RecordingRunner::new();
+        assert_eq!(
+            resolver
+                .resolve(&runner, &host, &disk("disk-1-0123456789abcdef", "/dev/vdz"))
+                .unwrap(),
+            std::fs::canonicalize(root.path().join("dev/vdb")).unwrap()
+        );
+        assert!(runner.recorded().is_empty());
+        resolver.id_transform = Some(IdTransform {
+            pattern: "(".into(),
+            replacement: String::new(),
+        });
+        assert!(
+            resolver
+                .resolve(&runner, &host, &disk("disk-1-0123456789abcdef", "/dev/vdz"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("DiskIDTransformPattern '(':")
+        );
+    }
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        assert!(glob_matches("*abc", "virtio-xabc"));
+        assert!(!glob_matches("*abc", "virtio-abcd"));
+        assert!(glob_matches("a?c*", "abcdef"));
+        assert!(glob_matches("*-part*", "x-part1"));
+        assert!(!glob_matches("abc", "abcd"));
     }
 
     #[test]

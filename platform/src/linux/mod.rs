@@ -8,9 +8,10 @@
 //! [`Platform::update_nats_firewall`]. Of the other [`Platform`] operations it implements
 //! vitals ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords
 //! (`usermod -p`), `host_public_key` (`/etc/ssh/ssh_host_rsa_key.pub`), DNS records and
-//! logrotate. The persistent-disk, `bosh ssh`, certificate, ARP and power operations still fail
-//! with their concern's `Unsupported` error, e.g. "mounting persistent disks on linux is not
-//! implemented yet".
+//! logrotate, and the persistent, dynamic and associated disks ([`persistent`]; dynamic and
+//! associated disks are links to the resolved device). The `bosh ssh`, certificate, ARP and power
+//! operations still fail with their concern's `Unsupported` error, e.g. "shutting down on linux is
+//! not implemented yet".
 //!
 //! Every command goes through the [`CommandRunner`] and every host path through [`HostPaths`], so
 //! the unit tests run the steps against a temporary root and a recording runner.
@@ -26,6 +27,7 @@ pub mod layout;
 pub mod mounter;
 pub mod networkd;
 pub mod partition;
+pub mod persistent;
 pub mod raw_ephemeral;
 pub mod root_disk;
 pub mod users;
@@ -57,6 +59,7 @@ pub struct LinuxPlatform {
     timing: Timing,
     /// Whether the ephemeral disk step found a disk (the root disk step needs it, as in Go).
     ephemeral_disk_found: std::sync::Mutex<Option<bool>>,
+    unmount_retry: persistent::UnmountRetry,
 }
 
 /// The waits and retries of the bootstrap (Go's; tests shorten them).
@@ -98,14 +101,22 @@ impl LinuxPlatform {
         runner: Arc<dyn CommandRunner>,
         options: LinuxOptions,
     ) -> LinuxPlatform {
+        let mut timing = Timing::new(&options.device_path_resolution_type);
+        if !options.disk_id_transform_pattern.is_empty() {
+            timing.resolver.id_transform = Some(device_path::IdTransform {
+                pattern: options.disk_id_transform_pattern.clone(),
+                replacement: options.disk_id_transform_replacement.clone(),
+            });
+        }
         LinuxPlatform {
             vitals: VitalsCollector::new(host.clone(), dirs),
-            timing: Timing::new(&options.device_path_resolution_type),
+            timing,
             host,
             dirs: dirs.clone(),
             options,
             runner,
             ephemeral_disk_found: std::sync::Mutex::new(None),
+            unmount_retry: persistent::UnmountRetry::default(),
         }
     }
 
@@ -113,6 +124,53 @@ impl LinuxPlatform {
     pub fn with_timing(mut self, timing: Timing) -> LinuxPlatform {
         self.timing = timing;
         self
+    }
+
+    /// Replaces how a busy persistent disk is unmounted again (tests use no delay).
+    pub fn with_unmount_retry(mut self, retry: persistent::UnmountRetry) -> LinuxPlatform {
+        self.unmount_retry = retry;
+        self
+    }
+
+    fn persistent(&self) -> persistent::PersistentDisks<'_> {
+        persistent::PersistentDisks {
+            runner: self.runner.as_ref(),
+            host: &self.host,
+            dirs: &self.dirs,
+            linux: &self.options,
+            resolver: &self.timing.resolver,
+            unmount_retry: self.unmount_retry,
+        }
+    }
+
+    /// Points `link` at `disk`'s device (replacing an older link); a device that does not appear
+    /// in time is an error.
+    fn link_disk(&self, disk: &DiskSettings, link: &Path) -> bootstrap::Result<()> {
+        let device = match self
+            .timing
+            .resolver
+            .find(self.runner.as_ref(), &self.host, disk)?
+        {
+            device_path::Found::Device(device) => device,
+            device_path::Found::TimedOut(message) => {
+                return Err(bootstrap::Error::Host(format!(
+                    "Timed out resolving device path for {}: {message}",
+                    disk.id
+                )));
+            }
+        };
+        if let Some(dir) = link.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| bootstrap::Error::io("creating directory", dir, err))?;
+        }
+        match std::fs::remove_file(link) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(bootstrap::Error::io("removing", link, err));
+            }
+            _ => {}
+        }
+        std::os::unix::fs::symlink(&device, link)
+            .map_err(|err| bootstrap::Error::io("linking", link, err))
     }
 
     fn layout(&self) -> layout::Layout<'_> {
@@ -167,20 +225,37 @@ impl LinuxPlatform {
 impl Platform for LinuxPlatform {
     fn mount_persistent_disk(
         &self,
-        _disk: &DiskSettings,
-        _mount_point: &Path,
+        disk: &DiskSettings,
+        mount_point: &Path,
     ) -> Result<(), disk::Error> {
-        Err(disk::Error::Unsupported("mounting persistent disks"))
+        self.persistent()
+            .mount(disk, mount_point)
+            .map(drop)
+            .map_err(|err| disk_error(format!("Mounting persistent disk {}", disk.id), err))
     }
 
-    fn unmount_persistent_disk(&self, _disk: &DiskSettings) -> Result<bool, disk::Error> {
-        Err(disk::Error::Unsupported("unmounting persistent disks"))
+    fn unmount_persistent_disk(&self, disk: &DiskSettings) -> Result<bool, disk::Error> {
+        self.persistent()
+            .unmount(disk)
+            .map_err(|err| disk_error(format!("Unmounting persistent disk {}", disk.id), err))
     }
 
-    fn is_persistent_disk_mounted(&self, _disk: &DiskSettings) -> Result<bool, disk::Error> {
-        Err(disk::Error::Unsupported(
-            "checking whether a persistent disk is mounted",
-        ))
+    fn is_persistent_disk_mounted(&self, disk: &DiskSettings) -> Result<bool, disk::Error> {
+        self.persistent().is_mounted(disk).map_err(|err| {
+            disk_error(
+                format!("Checking whether persistent disk {} is mounted", disk.id),
+                err,
+            )
+        })
+    }
+
+    fn is_persistent_disk_mountable(&self, disk: &DiskSettings) -> Result<bool, disk::Error> {
+        self.persistent().is_mountable(disk).map_err(|err| {
+            disk_error(
+                format!("Checking if persistent disk {} is partitioned", disk.id),
+                err,
+            )
+        })
     }
 
     fn is_mount_point(&self, path: &Path) -> Result<bool, disk::Error> {
@@ -189,22 +264,42 @@ impl Platform for LinuxPlatform {
 
     fn migrate_persistent_disk(
         &self,
-        _from_mount_point: &Path,
-        _to_mount_point: &Path,
+        from_mount_point: &Path,
+        to_mount_point: &Path,
     ) -> Result<(), disk::Error> {
-        Err(disk::Error::Unsupported("migrating persistent disks"))
+        self.persistent()
+            .migrate(from_mount_point, to_mount_point)
+            .map_err(|err| disk_error("Migrating persistent disk".to_owned(), err))
     }
 
-    fn associate_disk(&self, _name: &str, _disk: &DiskSettings) -> Result<(), disk::Error> {
-        Err(disk::Error::Unsupported("associating disks"))
+    fn associate_disk(&self, name: &str, disk: &DiskSettings) -> Result<(), disk::Error> {
+        crate::name::check("disk name", name)?;
+        let link = self.dirs.instance_dir().join("disks").join(name);
+        let what = format!("Associating disk with name {name}");
+        self.link_disk(disk, &link)
+            .map_err(|err| disk_error(what, err))
     }
 
-    fn add_dynamic_disk(&self, _disk: &DiskSettings) -> Result<(), disk::Error> {
-        Err(disk::Error::Unsupported("adding dynamic disks"))
+    fn add_dynamic_disk(&self, disk: &DiskSettings) -> Result<(), disk::Error> {
+        if disk.id.is_empty() {
+            return Err(disk::Error::NoDiskCid);
+        }
+        crate::name::check("disk cid", &disk.id)?;
+        let link = self.dirs.data_dynamic_disks_dir().join(&disk.id);
+        self.link_disk(disk, &link)
+            .map_err(|err| disk_error(format!("Setting up dynamic disk {}", disk.id), err))
     }
 
-    fn remove_dynamic_disk(&self, _disk_cid: &str) -> Result<(), disk::Error> {
-        Err(disk::Error::Unsupported("removing dynamic disks"))
+    fn remove_dynamic_disk(&self, disk_cid: &str) -> Result<(), disk::Error> {
+        crate::name::check("disk cid", disk_cid)?;
+        let link = self.dirs.data_dynamic_disks_dir().join(disk_cid);
+        match std::fs::remove_file(&link) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(disk_error(
+                "Removing dynamic disk symlink".to_owned(),
+                bootstrap::Error::io("removing", &link, err),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn setup_ssh(&self, _user: &str, _public_key: &str) -> Result<(), user::Error> {
@@ -402,6 +497,14 @@ impl Platform for LinuxPlatform {
     }
 }
 
+/// A persistent-disk failure of the Linux platform.
+fn disk_error(what: String, err: bootstrap::Error) -> disk::Error {
+    disk::Error::Linux {
+        what,
+        source: Box::new(err),
+    }
+}
+
 #[cfg(test)]
 mod bootstrap_tests;
 
@@ -467,31 +570,7 @@ mod tests {
     fn operations_still_to_come_say_so() {
         let f = fixture();
         let platform = &f.platform;
-        let disk = DiskSettings::default();
-        let path = Path::new("/var/vcap/store");
         let errors: Vec<String> = vec![
-            platform
-                .mount_persistent_disk(&disk, path)
-                .unwrap_err()
-                .to_string(),
-            platform
-                .unmount_persistent_disk(&disk)
-                .unwrap_err()
-                .to_string(),
-            platform
-                .is_persistent_disk_mounted(&disk)
-                .unwrap_err()
-                .to_string(),
-            platform
-                .migrate_persistent_disk(path, path)
-                .unwrap_err()
-                .to_string(),
-            platform.associate_disk("d", &disk).unwrap_err().to_string(),
-            platform.add_dynamic_disk(&disk).unwrap_err().to_string(),
-            platform
-                .remove_dynamic_disk("vol-1")
-                .unwrap_err()
-                .to_string(),
             platform.setup_ssh("bosh_1", "key").unwrap_err().to_string(),
             platform.cleanup_ssh("^bosh_1$").unwrap_err().to_string(),
             platform.update_trusted_certs("").unwrap_err().to_string(),
@@ -501,13 +580,6 @@ mod tests {
         assert_eq!(
             errors,
             vec![
-                "mounting persistent disks on linux is not implemented yet",
-                "unmounting persistent disks on linux is not implemented yet",
-                "checking whether a persistent disk is mounted on linux is not implemented yet",
-                "migrating persistent disks on linux is not implemented yet",
-                "associating disks on linux is not implemented yet",
-                "adding dynamic disks on linux is not implemented yet",
-                "removing dynamic disks on linux is not implemented yet",
                 "setting up ssh users on linux is not implemented yet",
                 "cleaning up ssh users on linux is not implemented yet",
                 "updating trusted certificates on linux is not implemented yet",
@@ -515,6 +587,47 @@ mod tests {
                 "shutting down on linux is not implemented yet",
             ]
         );
+    }
+
+    #[test]
+    fn dynamic_and_associated_disks_are_links_to_their_devices() {
+        let f = fixture();
+        let disk = DiskSettings {
+            id: "vol-1".into(),
+            path: "/dev/sdd".into(),
+            ..DiskSettings::default()
+        };
+        f.platform.add_dynamic_disk(&disk).unwrap();
+        let link = f.root.path().join("var/vcap/data/dynamic_disks/vol-1");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            f.root.path().join("dev/sdd")
+        );
+        // Again: the link is replaced, not an error.
+        f.platform.add_dynamic_disk(&disk).unwrap();
+        f.platform.remove_dynamic_disk("vol-1").unwrap();
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        f.platform.remove_dynamic_disk("vol-1").unwrap();
+        assert!(f.platform.remove_dynamic_disk("../x").is_err());
+        let no_cid = DiskSettings {
+            path: "/dev/sdd".into(),
+            ..DiskSettings::default()
+        };
+        assert_eq!(
+            f.platform
+                .add_dynamic_disk(&no_cid)
+                .unwrap_err()
+                .to_string(),
+            "the disk settings have no disk cid"
+        );
+
+        f.platform.associate_disk("data", &disk).unwrap();
+        assert_eq!(
+            std::fs::read_link(f.root.path().join("var/vcap/instance/disks/data")).unwrap(),
+            f.root.path().join("dev/sdd")
+        );
+        assert!(f.platform.associate_disk("a/b", &disk).is_err());
+        assert!(f.runner.recorded().is_empty());
     }
 
     #[test]
