@@ -20,7 +20,7 @@ use crate::run;
 /// networkd and resolved (resolved needs a D-Bus system bus), the disk and network tools the agent
 /// runs, SSH, CA certificates, and a compiler toolchain for compilation VMs. The agent links only
 /// libc, libm and libgcc_s (`ldd bosh-agent`), which `libc6` and `libgcc-s1` provide.
-pub const PACKAGES: [&str; 23] = [
+pub const PACKAGES: [&str; 24] = [
     "linux-image-cloud-amd64",
     "initramfs-tools",
     "systemd-sysv",
@@ -46,6 +46,8 @@ pub const PACKAGES: [&str; 23] = [
     "nftables",
     "cloud-guest-utils",
     "sudo",
+    // setfattr/getfattr: jobs keep extended attributes on persistent disks (migrate_disk copies them).
+    "attr",
 ];
 
 /// What the stage installs, and from where.
