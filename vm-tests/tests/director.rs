@@ -1,6 +1,7 @@
 //! The thin director deploys the example release onto QEMU VMs through the QEMU CPI: the stemcell
 //! uploaded with `create_stemcell`, the `hello` package compiled on a compilation VM, two instances
-//! created, updated canary first and running, then the deployment deleted with its VMs.
+//! with persistent disks created, updated canary first and running; a bigger disk is a new disk the
+//! data migrates to; then the deployment is deleted with its VMs.
 //!
 //! The director runs its own NATS and blobstore on host loopback; the CPI forwards guest addresses
 //! to them (`10.0.2.100` for NATS, `10.0.2.101` for the blobstore) and rewrites the URLs agents
@@ -18,7 +19,7 @@ use serde_json::json;
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
 use thin_director::deploy::{self, inspect};
-use vm_tests::harness::stemcell;
+use vm_tests::harness::{Machine, layer, stemcell};
 
 /// Where guests reach the director's NATS.
 const GUEST_NATS: &str = "10.0.2.100:4222";
@@ -29,7 +30,7 @@ const GUEST_BLOBSTORE_IP: &str = "10.0.2.101";
 /// One deploy: a compilation VM and two instances, each booted under TCG.
 const AGENT_WAIT: Duration = Duration::from_secs(600);
 
-fn manifest(stemcell_version: &str) -> String {
+fn manifest(stemcell_version: &str, disk_mib: u32) -> String {
     format!(
         r#"name: hello-qemu
 releases:
@@ -51,6 +52,7 @@ instance_groups:
   azs: [z1]
   vm_type: default
   stemcell: default
+  persistent_disk: {disk_mib}
   networks:
   - name: default
   jobs:
@@ -109,6 +111,7 @@ fn cpi_config(state_dir: &Path, director: &Director) -> serde_json::Value {
             {"guest": format!("{GUEST_BLOBSTORE_IP}:{blob_port}"), "host": blob_host},
         ],
         "agent": {"mbus": nats_url},
+        "test_shell": true,
     })
 }
 
@@ -176,6 +179,12 @@ impl Drop for Cleanup {
     }
 }
 
+/// `hello` counts its starts in `/var/vcap/store/hello/starts`, on the persistent disk.
+const STARTS: &str = "cat /var/vcap/store/hello/starts";
+
+/// The size in MiB of the disk whose partition `/var/vcap/store` is mounted from.
+const STORE_DISK_MIB: &str = "echo $(( $(lsblk -bndo SIZE /dev/$(lsblk -ndo PKNAME $(findmnt -nro SOURCE /var/vcap/store))) / 1048576 ))";
+
 #[test]
 fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
     let tarball = stemcell::tarball(&stemcell::cache_dir()).unwrap_or_else(|err| panic!("{err:#}"));
@@ -194,8 +203,10 @@ fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
         &dir.path().join("hello-1.tgz"),
     )
     .unwrap();
-    let manifest_path = dir.path().join("manifest.yml");
-    write(&manifest_path, &manifest(&version));
+    let small = dir.path().join("manifest.yml");
+    write(&small, &manifest(&version, 1024));
+    let bigger = dir.path().join("bigger.yml");
+    write(&bigger, &manifest(&version, 2048));
     let cloud_config = dir.path().join("cloud-config.yml");
     write(&cloud_config, CLOUD_CONFIG);
     let cpi_json = dir.path().join("cpi.json");
@@ -216,76 +227,123 @@ fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let mut config = Config::new(
-            dir.path().join("state"),
-            CpiChoice::External {
-                executable: support::qemu_cpi(),
-                args: vec!["--config".into(), cpi_json.clone().into()],
-            },
-        );
-        config.agent_wait = AGENT_WAIT;
-        config.cpi_timeout = Duration::from_secs(300);
-        config.advertised = vec![
-            GUEST_NATS.split(':').next().unwrap().parse().unwrap(),
-            GUEST_BLOBSTORE_IP.parse().unwrap(),
-        ];
-        let director = Director::start(config, Reporter::to(Box::new(std::io::stderr()), false))
-            .await
-            .unwrap();
-        write(
-            &cpi_json,
-            &cpi_config(&cpi_state, &director).to_string(),
-        );
+    let mut config = Config::new(
+        dir.path().join("state"),
+        CpiChoice::External {
+            executable: support::qemu_cpi(),
+            args: vec!["--config".into(), cpi_json.clone().into()],
+        },
+    );
+    config.agent_wait = AGENT_WAIT;
+    config.cpi_timeout = Duration::from_secs(300);
+    config.advertised = vec![
+        GUEST_NATS.split(':').next().unwrap().parse().unwrap(),
+        GUEST_BLOBSTORE_IP.parse().unwrap(),
+    ];
+    let director = runtime
+        .block_on(Director::start(
+            config,
+            Reporter::to(Box::new(std::io::stderr()), false),
+        ))
+        .unwrap();
+    write(&cpi_json, &cpi_config(&cpi_state, &director).to_string());
 
-        let started = Instant::now();
-        deploy::upload_stemcell(&director, &tarball)
-            .await
-            .unwrap_or_else(|err| panic!("upload-stemcell: {err:#}"));
-        let uploaded = started.elapsed();
-        let summary = deploy::deploy(&director, &manifest_path, &cloud_config)
-            .await
-            .unwrap_or_else(|err| panic!("deploy: {err:#}"));
-        let deployed = started.elapsed() - uploaded;
-        eprintln!(
-            "upload-stemcell {:.1} s, deploy {:.1} s (compilation VM + 2 instances under TCG): {summary:?}",
-            uploaded.as_secs_f64(),
-            deployed.as_secs_f64()
+    let started = Instant::now();
+    runtime
+        .block_on(deploy::upload_stemcell(&director, &tarball))
+        .unwrap_or_else(|err| panic!("upload-stemcell: {err:#}"));
+    // The VMs get the harness's root shell (the CPI's `test_shell`): a layer over the stemcell
+    // the CPI unpacked, its only one.
+    let stemcells: Vec<_> = std::fs::read_dir(cpi_state.join("stemcells"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("root.img").is_file())
+        .collect();
+    assert_eq!(stemcells.len(), 1, "{stemcells:?}");
+    layer::ensure(
+        &stemcells[0].join("root.img"),
+        Some(&stemcell::cache_dir().join("test-layers")),
+    )
+    .unwrap_or_else(|err| panic!("{err:#}"));
+    let uploaded = started.elapsed();
+    let summary = runtime
+        .block_on(deploy::deploy(&director, &small, &cloud_config))
+        .unwrap_or_else(|err| panic!("deploy: {err:#}"));
+    let deployed = started.elapsed() - uploaded;
+    eprintln!(
+        "upload-stemcell {:.1} s, deploy {:.1} s (compilation VM + 2 instances under TCG): {summary:?}",
+        uploaded.as_secs_f64(),
+        deployed.as_secs_f64()
+    );
+
+    let rows = runtime
+        .block_on(inspect::instances(&director, "hello-qemu"))
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row.state, "running", "{row:?}");
+        assert!(row.ips.starts_with("10.0.2."), "{row:?}");
+    }
+    // The compilation VM is gone; the two instances' VMs are the CPI's only ones.
+    let mut vms: Vec<String> = std::fs::read_dir(cpi_state.join("vms"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    vms.sort();
+    let mut instance_vms: Vec<String> = rows.iter().map(|row| row.vm_cid.clone()).collect();
+    instance_vms.sort();
+    assert_eq!(vms, instance_vms);
+    // Each VM's agent set its guest up and mounted the persistent disk, where the job counts its
+    // starts.
+    let mut machines: Vec<Machine> = vms
+        .iter()
+        .map(|vm| Machine::attach(vm, &cpi_state.join("vms").join(vm)))
+        .collect();
+    let mut starts_before = Vec::new();
+    for machine in &mut machines {
+        assert!(
+            machine.console().text().contains("bootstrap phase done"),
+            "{}'s agent logged its bootstrap on the console",
+            machine.name()
         );
+        let disk_mib: u64 = machine.succeed(STORE_DISK_MIB).trim().parse().unwrap();
+        assert_eq!(disk_mib, 1024, "{} store disk", machine.name());
+        let starts: u64 = machine.succeed(STARTS).trim().parse().unwrap();
+        assert!(starts >= 1, "{}: {starts}", machine.name());
+        starts_before.push(starts);
+    }
 
-        let rows = inspect::instances(&director, "hello-qemu").await.unwrap();
-        assert_eq!(rows.len(), 2, "{rows:?}");
-        for row in &rows {
-            assert_eq!(row.state, "running", "{row:?}");
-            assert!(row.ips.starts_with("10.0.2."), "{row:?}");
-        }
-        // The compilation VM is gone; the two instances' VMs are the CPI's only ones.
-        let vms: Vec<String> = std::fs::read_dir(cpi_state.join("vms"))
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        let mut instance_vms: Vec<String> = rows.iter().map(|row| row.vm_cid.clone()).collect();
-        let mut vms_sorted = vms.clone();
-        vms_sorted.sort();
-        instance_vms.sort();
-        assert_eq!(vms_sorted, instance_vms);
-        // Each VM's agent set its guest up: the job's process runs from the compiled package.
-        for vm in &vms {
-            let console =
-                std::fs::read_to_string(cpi_state.join("vms").join(vm).join("console.log"))
-                    .unwrap();
-            assert!(
-                console.contains("bootstrap phase done"),
-                "{vm}'s agent logged its bootstrap on the console"
-            );
-        }
+    // A bigger disk: a new disk for each instance, the data migrated onto it, the job restarted.
+    let started = Instant::now();
+    let summary = runtime
+        .block_on(deploy::deploy(&director, &bigger, &cloud_config))
+        .unwrap_or_else(|err| panic!("deploy with bigger disks: {err:#}"));
+    eprintln!(
+        "disk size change (new disks, migrate_disk, restart): {:.1} s: {summary:?}",
+        started.elapsed().as_secs_f64()
+    );
+    for (machine, before) in machines.iter_mut().zip(&starts_before) {
+        let disk_mib: u64 = machine.succeed(STORE_DISK_MIB).trim().parse().unwrap();
+        assert_eq!(
+            disk_mib,
+            2048,
+            "{} store disk after the change",
+            machine.name()
+        );
+        let starts: u64 = machine.succeed(STARTS).trim().parse().unwrap();
+        assert!(
+            starts > *before,
+            "{}: the count of starts ({before}) came along to the new disk and went on: {starts}",
+            machine.name()
+        );
+    }
+    drop(machines);
 
-        deploy::inspect::delete_deployment(&director, "hello-qemu")
-            .await
-            .unwrap_or_else(|err| panic!("delete-deployment: {err:#}"));
-        let left = std::fs::read_dir(cpi_state.join("vms"))
-            .map(|entries| entries.count())
-            .unwrap_or(0);
-        assert_eq!(left, 0, "delete-deployment deleted every VM");
-    });
+    runtime
+        .block_on(deploy::inspect::delete_deployment(&director, "hello-qemu"))
+        .unwrap_or_else(|err| panic!("delete-deployment: {err:#}"));
+    let left = std::fs::read_dir(cpi_state.join("vms"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "delete-deployment deleted every VM");
 }
