@@ -57,7 +57,7 @@ impl MountedDrive for DirectoryDrive {
         &self.0
     }
 
-    fn release(self: Box<Self>) -> Result<(), MountError> {
+    fn release(self: Box<Self>, _used: bool) -> Result<(), MountError> {
         Ok(())
     }
 }
@@ -75,7 +75,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let drive = mounter(dir.path()).mount_read_only(dir.path()).unwrap();
         assert_eq!(drive.dir(), dir.path());
-        drive.release().unwrap();
+        drive.release(true).unwrap();
     }
 
     #[test]

@@ -125,9 +125,9 @@ impl MountedDrive for LinuxMountedDrive {
         self.dir.path()
     }
 
-    fn release(self: Box<Self>) -> Result<(), MountError> {
+    fn release(self: Box<Self>, used: bool) -> Result<(), MountError> {
         self.runner.run(&Cmd::new("umount").arg(self.dir.path()))?;
-        if self.eject {
+        if self.eject && used {
             self.runner
                 .run(&Cmd::new("eject").arg("-v").arg(&self.device))?;
         }
@@ -170,7 +170,7 @@ mod tests {
             .unwrap();
         let dir = drive.dir().to_string_lossy().into_owned();
         assert!(Path::new(&dir).is_dir());
-        drive.release().unwrap();
+        drive.release(true).unwrap();
         assert_eq!(
             runner.recorded(),
             vec![
@@ -201,7 +201,7 @@ mod tests {
         runner.expect(&["eject", "-v", sr0.as_str()], ok());
         let drive = mounter(&runner, root.path()).mount_cdrom().unwrap();
         let dir = drive.dir().to_string_lossy().into_owned();
-        drive.release().unwrap();
+        drive.release(true).unwrap();
         assert_eq!(
             runner.recorded(),
             vec![
@@ -210,6 +210,31 @@ mod tests {
                 vec!["umount", dir.as_str()],
                 vec!["eject", "-v", sr0.as_str()],
             ]
+        );
+    }
+
+    #[test]
+    fn a_cdrom_that_did_not_hold_the_settings_stays_in() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        let sr0 = root.path().join("dev/sr0");
+        std::fs::write(&sr0, b"ISO").unwrap();
+        let sr0 = sr0.to_string_lossy().into_owned();
+        let runner = Arc::new(RecordingRunner::new());
+        runner.expect(&["udevadm", "settle"], ok());
+        runner.expect(&["mount", "-o", "ro", sr0.as_str(), ANY], ok());
+        runner.expect(&["umount", ANY], ok());
+        let drive = mounter(&runner, root.path()).mount_cdrom().unwrap();
+        let dir = drive.dir().to_string_lossy().into_owned();
+        drive.release(false).unwrap();
+        assert_eq!(
+            runner.recorded(),
+            vec![
+                vec!["udevadm", "settle"],
+                vec!["mount", "-o", "ro", sr0.as_str(), dir.as_str()],
+                vec!["umount", dir.as_str()],
+            ],
+            "no eject: the CD may be the config drive another source reads"
         );
     }
 

@@ -2,7 +2,8 @@
 //! vSphere and vCloud CPIs write an `env` file to an ISO).
 //!
 //! The platform's [`Mounter`] settles udev, waits for the drive, mounts it read-only, and after reading
-//! unmounts and ejects it; [`read_cdrom_settings`] reads the mounted directory.
+//! unmounts it, ejecting it only when it held the settings (a config drive may be the CD);
+//! [`read_cdrom_settings`] reads the mounted directory.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Source for CdromSource {
                     source,
                 })?;
                 let result = read_cdrom_settings(drive.dir(), &file_name);
-                if let Err(err) = drive.release() {
+                if let Err(err) = drive.release(result.is_ok()) {
                     tracing::warn!(error = %err, "unmounting or ejecting the CD-ROM failed");
                 }
                 result

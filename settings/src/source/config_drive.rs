@@ -157,7 +157,7 @@ fn read_device(
     let drive = mounter.mount_read_only(device).map_err(mount_error)?;
     let result = ConfigDrive::from_dir(drive.dir(), options);
     // Unmount even when reading failed; an unmount failure after a good read is only worth a warning.
-    if let Err(err) = drive.release() {
+    if let Err(err) = drive.release(result.is_ok()) {
         tracing::warn!(device = %device.display(), error = %err, "unmounting config drive failed");
     }
     result

@@ -76,8 +76,10 @@ pub trait MountedDrive: Send + fmt::Debug {
     /// Where its files are.
     fn dir(&self) -> &Path;
 
-    /// Unmounts it (and ejects a CD-ROM).
-    fn release(self: Box<Self>) -> Result<(), MountError>;
+    /// Unmounts it, and ejects a CD-ROM when `used` (its settings were read). A CD that did not
+    /// hold them stays in: it may be another source's drive, such as a config drive on `/dev/sr0`
+    /// (Go ejects only after a good read too).
+    fn release(self: Box<Self>, used: bool) -> Result<(), MountError>;
 }
 
 /// How often and how far apart HTTP sources retry (bosh-utils `RetryClient`).

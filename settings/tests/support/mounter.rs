@@ -126,7 +126,7 @@ impl MountedDrive for FakeDrive {
         &self.dir
     }
 
-    fn release(self: Box<Self>) -> Result<(), MountError> {
+    fn release(self: Box<Self>, _used: bool) -> Result<(), MountError> {
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
