@@ -43,5 +43,6 @@ ensure_rust() {
 # The Debian packages the build and the tests need: the VM tests build a stemcell (debootstrap,
 # sfdisk from fdisk, mkfs.ext4 and debugfs from e2fsprogs, extlinux and syslinux's MBR) and boot it
 # under QEMU with config drives made by genisoimage.
-PACKAGES=(build-essential pkg-config ca-certificates nats-server ruby
+# libdbus-1-dev: the agent reaches systemd over D-Bus (the dbus crate links libdbus).
+PACKAGES=(build-essential pkg-config libdbus-1-dev ca-certificates nats-server ruby
   qemu-system-x86 qemu-utils debootstrap fdisk e2fsprogs extlinux syslinux-common genisoimage)

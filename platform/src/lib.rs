@@ -13,9 +13,8 @@
 //!   base dir and writes nothing outside it.
 //!
 //! The crate also mounts config drives and CD-ROMs for the settings sources
-//! ([`settings::source::Mounter`]). On Linux the bootstrap, vitals, passwords, `is_mount_point`, DNS
-//! records, logrotate and the host key are real; the persistent-disk, `bosh ssh`, certificate, ARP
-//! and power operations still fail with an `Unsupported` error.
+//! ([`settings::source::Mounter`]). On Linux everything but the persistent-disk operations is real
+//! (those still fail with an `Unsupported` error).
 //! **Architecture invariant:** `platform` knows no protocol and no message bus.
 //!
 //! To add an operation: add the method to [`Platform`] with its concern's `Error`, implement it in
@@ -235,8 +234,8 @@ mod tests {
         assert_eq!(dummy.host_public_key().unwrap(), "dummy-public-key");
         let linux = new_platform(PlatformName::Linux, &dirs);
         assert_eq!(
-            linux.shutdown().unwrap_err().to_string(),
-            "shutting down on linux is not implemented yet"
+            linux.system_log_dir(),
+            Some(std::path::PathBuf::from("/var/log"))
         );
     }
 

@@ -13,9 +13,15 @@ use crate::dummy;
 /// Why a network operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The operation arrives on Linux with a later issue.
-    #[error("{0} on linux is not implemented yet")]
-    Unsupported(&'static str),
+    /// `ip neigh flush to <ip>` failed (Go's text).
+    #[error("Deleting arp entry for {ip}")]
+    DeleteArpEntry {
+        /// The address.
+        ip: IpAddr,
+        /// The cause.
+        #[source]
+        source: Box<crate::cmd::Error>,
+    },
     /// An entry of the list is not an IP address.
     #[error("'{ip}' is not an ip address")]
     InvalidIp {

@@ -25,10 +25,7 @@ pub const MAX_USER_NAME_LEN: usize = 32;
 /// Why a user operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The operation arrives on Linux with a later issue.
-    #[error("{0} on linux is not implemented yet")]
-    Unsupported(&'static str),
-    /// A command changing users failed (`usermod`).
+    /// A command changing users failed (`useradd`, `usermod`, `userdel`).
     #[error("running {command}")]
     Command {
         /// The command line.

@@ -1,6 +1,7 @@
 //! The whole Linux bootstrap on a fake VM (a temporary root with `/sys`, `/proc`, `/dev` and
-//! `/etc`, and a recording runner): a first boot runs every command in the reference's order, and
-//! a restart on a set-up VM neither partitions, formats, mounts nor restarts anything.
+//! `/etc`, a recording runner and a recording service manager): a first boot runs every command in
+//! the reference's order, and a restart on a set-up VM neither partitions, formats, mounts nor
+//! restarts anything.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use settings::model::{DiskObject, DiskSpec, Network, Networks};
 use crate::HostPaths;
 use crate::Platform;
 use crate::bootstrap::{Input, Step};
-use crate::linux::{LinuxPlatform, Timing, device_path, partition};
+use crate::linux::networkd::{NETWORKD_UNIT, RESOLVED_UNIT};
+use crate::linux::systemd::RecordingSystemd;
+use crate::linux::{LinuxPlatform, Timing, certs, device_path, partition};
 use crate::testing::{RecordingRunner, Reply};
 
 const MAC: &str = "52:54:00:12:34:56";
@@ -25,6 +28,7 @@ const IP_JSON: &str =
 struct Vm {
     root: tempfile::TempDir,
     vdb: String,
+    systemd: Arc<RecordingSystemd>,
 }
 
 impl Vm {
@@ -33,6 +37,7 @@ impl Vm {
         let vm = Vm {
             root,
             vdb: String::new(),
+            systemd: Arc::default(),
         };
         vm.write(
             "etc/passwd",
@@ -99,7 +104,9 @@ impl Vm {
             },
             address_tries: 1,
             address_retry_delay: Duration::ZERO,
+            cert_update: certs::UpdateRetry::default(),
         })
+        .with_systemd(self.systemd.clone())
     }
 }
 
@@ -163,7 +170,6 @@ fn a_first_boot_runs_every_command_in_order() {
         format!("{}2", vm.vdb),
     );
     let data = |name: &str| vm.text(&format!("var/vcap/data/{name}"));
-    let restart = vm.text("var/vcap/bosh/bin/restart_networking");
     let ssh = vm.text("home/vcap/.ssh");
     let keys = format!("{ssh}/authorized_keys");
     let base_data = vm.text("var/vcap/data");
@@ -173,9 +179,7 @@ fn a_first_boot_runs_every_command_in_order() {
         (vec!["usermod", "-p", "$6$salt$hash", "root"], ""),
         (vec!["usermod", "-p", "$6$salt$hash", "vcap"], ""),
         (vec!["hostname", "agent-1"], ""),
-        (vec![restart.as_str()], ""),
         (vec!["ip", "-j", "addr", "show", "dev", "ens3"], IP_JSON),
-        (vec!["systemctl", "restart", "systemd-resolved"], ""),
         (
             vec!["parted", "-m", &vdb, "unit", "B", "print"],
             "FAIL:Error: /dev/vdb: unrecognised disk label",
@@ -318,6 +322,7 @@ fn a_first_boot_runs_every_command_in_order() {
     run_all(&vm.platform(runner.clone()), &settings());
     let expected: Vec<Vec<String>> = owned.into_iter().map(|(argv, _)| argv).collect();
     assert_eq!(runner.recorded(), expected);
+    assert_eq!(vm.systemd.restarted(), vec![NETWORKD_UNIT, RESOLVED_UNIT]);
     assert_eq!(
         std::fs::read_to_string(vm.path("home/vcap/.ssh/authorized_keys")).unwrap(),
         "ssh-ed25519 AAAA operator\nssh-rsa BBBB iaas\n"
@@ -374,12 +379,6 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
     ] {
         first.expect(&argv, Reply::Ok(String::new()));
     }
-    let restart = vm.text("var/vcap/bosh/bin/restart_networking");
-    first.expect(&[restart.as_str()], Reply::Ok(String::new()));
-    first.expect(
-        &["systemctl", "restart", "systemd-resolved"],
-        Reply::Ok(String::new()),
-    );
     let print = format!(
         "BYT;\n{vdb}:10737418240B:virtblk:512:512:gpt:Virtio Block Device:;\n\
          1:1048576B:1074790399B:1073741824B:linux-swap(v1):bosh-partition-agent-1-0:swap;\n\
@@ -401,6 +400,7 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
     };
     reads(&first);
     run_all(&vm.platform(first.clone()), &settings());
+    assert_eq!(vm.systemd.restarted(), vec![NETWORKD_UNIT, RESOLVED_UNIT]);
 
     // The agent restarts.
     let again = Arc::new(RecordingRunner::new());
@@ -441,5 +441,10 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
             .recorded()
             .iter()
             .all(|argv| !Path::new(&argv[0]).ends_with("restart_networking"))
+    );
+    assert_eq!(
+        vm.systemd.restarted().len(),
+        2,
+        "the restart restarted no unit"
     );
 }

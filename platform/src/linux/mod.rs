@@ -1,21 +1,22 @@
 //! The Linux platform (`platform/linux_platform.go`): real mounts, disks, networks and users.
 //!
 //! It mounts config drives and CD-ROMs for the settings sources ([`drive`]) and runs the VM's
-//! bootstrap ([`Platform::bootstrap`], one module per concern: [`users`], [`hostname`],
+//! bootstrap ([`Platform::bootstrap`], one module per concern: [`users`], [`ipv6`], [`hostname`],
 //! [`interfaces`] and [`networkd`], [`device_path`], [`raw_ephemeral`], [`partition`] and
-//! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`firewall`], with [`mounter`] and
-//! [`files`] shared). The NATS chain of the [`firewall`] is rewritten through
-//! [`Platform::update_nats_firewall`]. Of the other [`Platform`] operations it implements
-//! vitals ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords
-//! (`usermod -p`), `host_public_key` (`/etc/ssh/ssh_host_rsa_key.pub`), DNS records and
-//! logrotate, and the persistent, dynamic and associated disks ([`persistent`]; dynamic and
-//! associated disks are links to the resolved device). The `bosh ssh`, certificate, ARP and power
-//! operations still fail with their concern's `Unsupported` error, e.g. "shutting down on linux is
-//! not implemented yet".
+//! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`ntp`], [`firewall`], with
+//! [`mounter`] and [`files`] shared). The NATS chain of the [`firewall`] is rewritten through
+//! [`Platform::update_nats_firewall`]. Of the other [`Platform`] operations it implements vitals
+//! ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords (`usermod
+//! -p`), `bosh ssh` users ([`ssh_users`]), `host_public_key` (`/etc/ssh/ssh_host_*_key.pub`),
+//! trusted certificates ([`certs`]), DNS records (`/etc/hosts`), logrotate, the system logs
+//! (`/var/log`), ARP entries and power-off ([`power`]), and the persistent, dynamic and associated
+//! disks ([`persistent`]; dynamic and associated disks are links to the resolved device).
 //!
-//! Every command goes through the [`CommandRunner`] and every host path through [`HostPaths`], so
-//! the unit tests run the steps against a temporary root and a recording runner.
+//! Every command goes through the [`CommandRunner`], every host path through [`HostPaths`] and
+//! every unit restart through [`systemd::Systemd`] (D-Bus in production), so the unit tests run the
+//! steps against a temporary root, a recording runner and a recording service manager.
 
+pub mod certs;
 pub mod device_path;
 pub mod drive;
 pub mod ephemeral;
@@ -23,13 +24,18 @@ pub mod files;
 pub mod firewall;
 pub mod hostname;
 pub mod interfaces;
+pub mod ipv6;
 pub mod layout;
 pub mod mounter;
 pub mod networkd;
+pub mod ntp;
 pub mod partition;
 pub mod persistent;
+pub mod power;
 pub mod raw_ephemeral;
 pub mod root_disk;
+pub mod ssh_users;
+pub mod systemd;
 pub mod users;
 
 use std::path::Path;
@@ -43,10 +49,7 @@ use settings::model::DiskSettings;
 use crate::bootstrap::{self, Step};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::vitals::{Vitals, VitalsCollector};
-use crate::{HostPaths, Platform, cert, disk, dns, logrotate, mount, net, power, user, vitals};
-
-/// The host's SSH public key under `/etc`, as Go reads it.
-const HOST_PUBLIC_KEY_FILE: &str = "ssh/ssh_host_rsa_key.pub";
+use crate::{HostPaths, Platform, cert, disk, dns, logrotate, mount, net, user, vitals};
 
 /// The Linux platform.
 #[derive(Debug)]
@@ -56,6 +59,7 @@ pub struct LinuxPlatform {
     options: LinuxOptions,
     vitals: VitalsCollector,
     runner: Arc<dyn CommandRunner>,
+    systemd: Arc<dyn systemd::Systemd>,
     timing: Timing,
     /// Whether the ephemeral disk step found a disk (the root disk step needs it, as in Go).
     ephemeral_disk_found: std::sync::Mutex<Option<bool>>,
@@ -73,6 +77,8 @@ pub struct Timing {
     pub address_tries: u32,
     /// The pause between two looks.
     pub address_retry_delay: Duration,
+    /// How `update-ca-certificates` is waited for and retried.
+    pub cert_update: certs::UpdateRetry,
 }
 
 impl Timing {
@@ -83,6 +89,7 @@ impl Timing {
             partition_retry: partition::Retry::default(),
             address_tries: 10,
             address_retry_delay: Duration::from_secs(1),
+            cert_update: certs::UpdateRetry::default(),
         }
     }
 }
@@ -94,7 +101,8 @@ impl LinuxPlatform {
         LinuxPlatform::with_options(host, dirs, runner, LinuxOptions::default())
     }
 
-    /// [`LinuxPlatform::new`] with the agent config's `Platform.Linux` options.
+    /// [`LinuxPlatform::new`] with the agent config's `Platform.Linux` options; units are restarted
+    /// through systemd on the system bus ([`systemd::DbusSystemd`], connected at each restart).
     pub fn with_options(
         host: HostPaths,
         dirs: &Dirs,
@@ -117,7 +125,14 @@ impl LinuxPlatform {
             runner,
             ephemeral_disk_found: std::sync::Mutex::new(None),
             unmount_retry: persistent::UnmountRetry::default(),
+            systemd: Arc::new(systemd::DbusSystemd::default()),
         }
+    }
+
+    /// Replaces the service manager (tests use [`systemd::RecordingSystemd`]).
+    pub fn with_systemd(mut self, systemd: Arc<dyn systemd::Systemd>) -> LinuxPlatform {
+        self.systemd = systemd;
+        self
     }
 
     /// Replaces the waits and retries (tests use zero delays).
@@ -201,24 +216,12 @@ impl LinuxPlatform {
         };
         networkd::setup_networking(
             self.runner.as_ref(),
+            self.systemd.as_ref(),
             &self.host,
             &settings.networks,
             &interfaces,
             &options,
         )
-    }
-
-    fn setup_ntp(&self, servers: &[String]) -> bootstrap::Result<()> {
-        if servers.is_empty() {
-            return Ok(());
-        }
-        let path = self.dirs.etc_dir().join("ntpserver");
-        files::write_if_changed(&path, servers.join(" ").as_bytes(), 0o644)?;
-        // Best effort, as in Go: the clock is synced by the stemcell's service anyway.
-        if let Err(err) = self.run_stemcell_script("sync-time") {
-            tracing::warn!(error = %err, "sync-time failed");
-        }
-        Ok(())
     }
 }
 
@@ -302,31 +305,30 @@ impl Platform for LinuxPlatform {
         }
     }
 
-    fn setup_ssh(&self, _user: &str, _public_key: &str) -> Result<(), user::Error> {
-        Err(user::Error::Unsupported("setting up ssh users"))
+    fn setup_ssh(&self, user: &str, public_key: &str) -> Result<(), user::Error> {
+        let homes = self.dirs.base_dir().join(ssh_users::HOMES_DIR);
+        ssh_users::setup(self.runner.as_ref(), &self.host, &homes, user, public_key)
     }
 
-    fn cleanup_ssh(&self, _user_regex: &str) -> Result<(), user::Error> {
-        Err(user::Error::Unsupported("cleaning up ssh users"))
+    fn cleanup_ssh(&self, user_regex: &str) -> Result<(), user::Error> {
+        ssh_users::cleanup(self.runner.as_ref(), &self.host, user_regex)
     }
 
     fn set_user_password(&self, user: &str, crypted: &str) -> Result<(), user::Error> {
-        users::set_password(self.runner.as_ref(), user, crypted).map_err(|err| match err {
-            bootstrap::Error::User(err) => err,
-            bootstrap::Error::Command { command, source } => {
-                user::Error::Command { command, source }
-            }
-            other => user::Error::Host(Box::new(other)),
-        })
+        users::set_password(self.runner.as_ref(), user, crypted).map_err(ssh_users::host_error)
     }
 
     fn host_public_key(&self) -> Result<String, user::Error> {
-        let path = self.host.etc(HOST_PUBLIC_KEY_FILE);
-        std::fs::read_to_string(&path).map_err(|source| user::Error::ReadHostKey { path, source })
+        ssh_users::host_public_key(&self.host)
     }
 
-    fn update_trusted_certs(&self, _pem_bundle: &str) -> Result<(), cert::Error> {
-        Err(cert::Error::Unsupported("updating trusted certificates"))
+    fn update_trusted_certs(&self, pem_bundle: &str) -> Result<(), cert::Error> {
+        certs::update_trusted_certs(
+            self.runner.as_ref(),
+            &self.host,
+            pem_bundle,
+            self.timing.cert_update,
+        )
     }
 
     fn save_dns_records(
@@ -366,12 +368,12 @@ impl Platform for LinuxPlatform {
         Some(self.host.root().join("var").join("log"))
     }
 
-    fn delete_arp_entries(&self, _ips: &[String]) -> Result<(), net::Error> {
-        Err(net::Error::Unsupported("deleting arp entries"))
+    fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error> {
+        power::delete_arp_entries(self.runner.as_ref(), ips)
     }
 
-    fn shutdown(&self) -> Result<(), power::Error> {
-        Err(power::Error::Unsupported("shutting down"))
+    fn shutdown(&self) -> Result<(), crate::power::Error> {
+        power::shutdown(self.runner.as_ref())
     }
 
     fn vitals(&self) -> Result<Vitals, vitals::Error> {
@@ -396,12 +398,11 @@ impl Platform for LinuxPlatform {
                 users::set_password(runner, users::VCAP_USER, password)
             }
             Step::Ipv6 => {
-                if settings.env.bosh.ipv6.enable {
-                    tracing::warn!(
-                        "env.bosh.ipv6.enable is not supported yet, IPv6 is left as the kernel has it"
-                    );
+                if ipv6::wanted(settings) {
+                    ipv6::enable(runner, &self.host)
+                } else {
+                    Ok(())
                 }
-                Ok(())
             }
             Step::Hostname => hostname::setup_hostname(
                 runner,
@@ -459,7 +460,12 @@ impl Platform for LinuxPlatform {
             Step::SharedMemory => self.layout().setup_shared_memory(),
             Step::LogDir => self.layout().setup_log_dir(),
             Step::OptDir => self.layout().setup_opt_dir(),
-            Step::Ntp => self.setup_ntp(settings.ntp_servers()),
+            Step::Ntp => ntp::setup(
+                runner,
+                &self.dirs.etc_dir(),
+                &self.dirs.bosh_bin_dir(),
+                settings.ntp_servers(),
+            ),
             Step::LoggingAndAuditing => self.run_stemcell_script("bosh-start-logging-and-auditing"),
             Step::DataDir => self
                 .layout()
@@ -567,29 +573,6 @@ mod tests {
     }
 
     #[test]
-    fn operations_still_to_come_say_so() {
-        let f = fixture();
-        let platform = &f.platform;
-        let errors: Vec<String> = vec![
-            platform.setup_ssh("bosh_1", "key").unwrap_err().to_string(),
-            platform.cleanup_ssh("^bosh_1$").unwrap_err().to_string(),
-            platform.update_trusted_certs("").unwrap_err().to_string(),
-            platform.delete_arp_entries(&[]).unwrap_err().to_string(),
-            platform.shutdown().unwrap_err().to_string(),
-        ];
-        assert_eq!(
-            errors,
-            vec![
-                "setting up ssh users on linux is not implemented yet",
-                "cleaning up ssh users on linux is not implemented yet",
-                "updating trusted certificates on linux is not implemented yet",
-                "deleting arp entries on linux is not implemented yet",
-                "shutting down on linux is not implemented yet",
-            ]
-        );
-    }
-
-    #[test]
     fn dynamic_and_associated_disks_are_links_to_their_devices() {
         let f = fixture();
         let disk = DiskSettings {
@@ -628,6 +611,41 @@ mod tests {
         );
         assert!(f.platform.associate_disk("a/b", &disk).is_err());
         assert!(f.runner.recorded().is_empty());
+    }
+
+    #[test]
+    fn ssh_users_live_under_the_base_dir_and_the_commands_are_gos() {
+        let f = fixture();
+        f.write(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/bash\nbosh_1:x:1001:1001::/var/vcap/bosh_ssh/bosh_1:/bin/bash\n",
+        );
+        std::fs::create_dir_all(f.root.path().join("var/vcap/bosh_ssh/bosh_1")).unwrap();
+        let ssh = f.root.path().join("var/vcap/bosh_ssh/bosh_1/.ssh");
+        let ssh = ssh.to_str().unwrap();
+        let keys = format!("{ssh}/authorized_keys");
+        let groups = "vcap,admin,bosh_sudoers,bosh_sshers";
+        for argv in [
+            vec!["usermod", "-G", groups, "bosh_1"],
+            vec!["chown", "bosh_1:bosh_1", ssh],
+            vec!["chown", "bosh_1:bosh_1", &keys],
+            vec!["userdel", "-rf", "bosh_1"],
+            vec!["ip", "neigh", "flush", "to", "10.0.0.9"],
+            vec!["shutdown", "-P", "0"],
+        ] {
+            f.runner.expect(&argv, Reply::Ok(String::new()));
+        }
+        f.platform.setup_ssh("bosh_1", "ssh-rsa AAAA op").unwrap();
+        f.platform.cleanup_ssh("^bosh_1$").unwrap();
+        f.platform
+            .delete_arp_entries(&["10.0.0.9".to_owned()])
+            .unwrap();
+        f.platform.shutdown().unwrap();
+        assert!(f.runner.unused().is_empty(), "{:?}", f.runner.recorded());
+        assert_eq!(
+            f.platform.system_log_dir().unwrap(),
+            f.root.path().join("var/log")
+        );
     }
 
     #[test]
