@@ -265,25 +265,8 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
     assert_eq!(fs_identity(machine, &second_part), identity);
 
     // A reboot: the disk comes back on the store with its data, nothing reformatted.
-    let boot_id = machine.boot_id();
-    let rebooted = Instant::now();
-    world
-        .reboot_vm(&vm.cid)
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    vm.machine.wait_for_reboot(&boot_id, PONG_TIMEOUT);
-    vm.created = rebooted;
-    let timings = world
-        .wait_for_pong(&mut vm, PONG_TIMEOUT)
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    eprintln!(
-        "reboot → first pong {:.1} s",
-        timings.pong.unwrap_or_default().as_secs_f64()
-    );
+    support::reboot_and_wait_for_pong(&world, &mut vm);
     let machine = &mut vm.machine;
-    eprintln!(
-        "agent bootstrap (after the reboot): {}",
-        support::bootstrap_steps(machine.console().text())
-    );
     machine.wait_until_succeeds("mountpoint -q /var/vcap/store", SETTLE_TIMEOUT);
     let device = machine
         .succeed(&format!(

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -156,25 +156,8 @@ fn agent_boots_bootstraps_the_vm_and_keeps_its_data_across_a_reboot() {
     machine.succeed("echo kept > /var/vcap/data/vm-tests-marker && sync");
     let disk_identity = "sfdisk --dump /dev/vdb; blkid -s UUID -o value /dev/vdb1 /dev/vdb2";
     let before = machine.succeed(disk_identity);
-    let boot_id = machine.boot_id();
-    let rebooted = Instant::now();
-    world
-        .reboot_vm(&vm.cid)
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    vm.machine.wait_for_reboot(&boot_id, PONG_TIMEOUT);
-    vm.created = rebooted;
-    let timings = world
-        .wait_for_pong(&mut vm, PONG_TIMEOUT)
-        .unwrap_or_else(|err| panic!("{err:#}"));
-    eprintln!(
-        "reboot → first pong {:.1} s",
-        timings.pong.unwrap_or_default().as_secs_f64()
-    );
+    support::reboot_and_wait_for_pong(&world, &mut vm);
     let machine = &mut vm.machine;
-    eprintln!(
-        "agent bootstrap (after the reboot): {}",
-        support::bootstrap_steps(machine.console().text())
-    );
     machine.wait_until_succeeds("mountpoint -q /var/vcap/data", SETTLE_TIMEOUT);
     assert_eq!(
         machine.succeed("cat /var/vcap/data/vm-tests-marker"),

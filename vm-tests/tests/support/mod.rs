@@ -54,3 +54,26 @@ pub fn bootstrap_steps(console: &str) -> String {
     }
     format!("{}; phases: {}", steps.join(", "), phases.join(", "))
 }
+
+/// Reboots `vm` through the CPI (`reboot_vm`), waits for a new boot and the agent's pong, and
+/// prints the time to that pong and the agent's bootstrap steps after the reboot.
+pub fn reboot_and_wait_for_pong(world: &World, vm: &mut vm_tests::harness::Vm) {
+    let boot_id = vm.machine.boot_id();
+    let rebooted = std::time::Instant::now();
+    world
+        .reboot_vm(&vm.cid)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    vm.machine.wait_for_reboot(&boot_id, PONG_TIMEOUT);
+    vm.created = rebooted;
+    let timings = world
+        .wait_for_pong(vm, PONG_TIMEOUT)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    eprintln!(
+        "reboot → first pong {:.1} s",
+        timings.pong.unwrap_or_default().as_secs_f64()
+    );
+    eprintln!(
+        "agent bootstrap (after the reboot): {}",
+        bootstrap_steps(vm.machine.console().text())
+    );
+}
