@@ -1,7 +1,9 @@
 //! The thin director deploys the example release onto QEMU VMs through the QEMU CPI: the stemcell
 //! uploaded with `create_stemcell`, the `hello` package compiled on a compilation VM, two instances
 //! with persistent disks created, updated canary first and running; a bigger disk is a new disk the
-//! data migrates to; then the deployment is deleted with its VMs.
+//! data migrates to; a VM killed behind the director's back (its QEMU SIGKILLed) is found silent by
+//! the health monitor and resurrected with its persistent disk and data; then the deployment is
+//! deleted with its VMs.
 //!
 //! The director runs its own NATS and blobstore on host loopback; the CPI forwards guest addresses
 //! to them (`10.0.2.100` for NATS, `10.0.2.101` for the blobstore) and rewrites the URLs agents
@@ -19,6 +21,7 @@ use serde_json::json;
 use thin_director::deploy::director::{Config, CpiChoice, Director};
 use thin_director::deploy::report::Reporter;
 use thin_director::deploy::{self, inspect};
+use thin_director::health;
 use vm_tests::harness::{Machine, layer, stemcell};
 
 /// Where guests reach the director's NATS.
@@ -336,6 +339,8 @@ fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
     }
     drop(machines);
 
+    resurrect_a_killed_vm(&runtime, &director, &cpi_state);
+
     runtime
         .block_on(deploy::inspect::delete_deployment(&director, "hello-qemu"))
         .unwrap_or_else(|err| panic!("delete-deployment: {err:#}"));
@@ -343,4 +348,105 @@ fn the_thin_director_deploys_the_example_release_onto_qemu_vms() {
         .map(|entries| entries.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "delete-deployment deleted every VM");
+}
+
+/// How long a killed VM may take to come back: the agent timeout, the old VM's deletion, a new VM
+/// booted under TCG, the disk attached and the job started.
+const RESURRECTION_WAIT: Duration = Duration::from_secs(900);
+
+/// Kills instance 0's QEMU (SIGKILL: no shutdown, nothing flushed that the guest had not synced)
+/// after writing a file on its persistent disk, runs the health monitor with its default agent
+/// timeout until the instance has a new VM and the resurrection is over, and checks the new VM
+/// mounted the same disk: the file is there and the job's count of starts went on.
+fn resurrect_a_killed_vm(runtime: &tokio::runtime::Runtime, director: &Director, cpi_state: &Path) {
+    let record = |index: u32| {
+        runtime
+            .block_on(director.instances_of("hello-qemu"))
+            .unwrap()
+            .into_iter()
+            .find(|instance| instance.index == index)
+            .unwrap()
+    };
+    let victim = record(0);
+    let old_vm = victim.vm.clone().expect("instance 0 has a VM");
+    let survivor = record(1).vm.expect("instance 1 has a VM");
+    let vm_dir = cpi_state.join("vms").join(&old_vm.cid);
+    let mut machine = Machine::attach(&old_vm.cid, &vm_dir);
+    machine.succeed("echo resurrect-me > /var/vcap/store/marker && sync");
+    let starts_before: u64 = machine.succeed(STARTS).trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(vm_dir.join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(machine);
+
+    let started = Instant::now();
+    let config = health::Config::default();
+    let outcome = runtime.block_on(health::run(director, &config, async {
+        // The monitor has subscribed before this first poll returns; the kill comes after.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // `run` finishes a resurrection under way before it returns: stopping as soon as the
+        // state names a new VM still waits for the disk and the job.
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let vm = director
+                .instances_of("hello-qemu")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|instance| instance.index == 0)
+                .and_then(|instance| instance.vm);
+            if vm.is_some_and(|vm| vm.cid != old_vm.cid) {
+                break;
+            }
+            assert!(
+                started.elapsed() < RESURRECTION_WAIT,
+                "instance 0 was not resurrected within {RESURRECTION_WAIT:?}"
+            );
+        }
+    }));
+    outcome.unwrap_or_else(|err| panic!("health monitor: {err:#}"));
+    eprintln!(
+        "a killed VM resurrected (agent timeout {:?}, new VM, disk, job): {:.1} s",
+        config.agent_timeout,
+        started.elapsed().as_secs_f64()
+    );
+
+    let after = record(0);
+    let new_vm = after.vm.clone().unwrap();
+    assert_ne!(new_vm.cid, old_vm.cid);
+    assert_eq!(after.disk, victim.disk, "the instance kept its disk");
+    assert_eq!(
+        record(1).vm,
+        Some(survivor),
+        "the live instance was left alone"
+    );
+    assert!(
+        !cpi_state.join("vms").join(&old_vm.cid).exists(),
+        "the killed VM was deleted"
+    );
+    let rows = runtime
+        .block_on(inspect::instances(director, "hello-qemu"))
+        .unwrap();
+    for row in &rows {
+        assert_eq!(row.state, "running", "{row:?}");
+    }
+    let mut machine = Machine::attach(&new_vm.cid, &cpi_state.join("vms").join(&new_vm.cid));
+    assert_eq!(
+        machine.succeed("cat /var/vcap/store/marker").trim(),
+        "resurrect-me"
+    );
+    let disk_mib: u64 = machine.succeed(STORE_DISK_MIB).trim().parse().unwrap();
+    assert_eq!(disk_mib, 2048, "the resurrected VM has the bigger disk");
+    let starts: u64 = machine.succeed(STARTS).trim().parse().unwrap();
+    assert!(
+        starts > starts_before,
+        "the job started again on the same disk: {starts_before} then {starts}"
+    );
 }
