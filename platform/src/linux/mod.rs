@@ -38,7 +38,7 @@ pub mod ssh_users;
 pub mod systemd;
 pub mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +115,10 @@ impl LinuxPlatform {
                 pattern: options.disk_id_transform_pattern.clone(),
                 replacement: options.disk_id_transform_replacement.clone(),
             });
+        }
+        if !options.lun_device_symlink_path.is_empty() {
+            timing.resolver.lun_symlink_base =
+                Some(PathBuf::from(&options.lun_device_symlink_path));
         }
         LinuxPlatform {
             vitals: VitalsCollector::new(host.clone(), dirs),
@@ -415,6 +419,13 @@ impl Platform for LinuxPlatform {
                 runner,
                 &self.host,
                 &self.timing.resolver,
+                &raw_ephemeral::InstanceStorage {
+                    device_pattern: self.options.instance_storage_device_pattern.clone(),
+                    managed_volume_pattern: self
+                        .options
+                        .instance_storage_managed_volume_pattern
+                        .clone(),
+                },
                 self.options.skip_disk_setup,
                 settings.raw_ephemeral_disk_settings(),
             ),

@@ -51,14 +51,7 @@ fn vm(disk_bytes: u64) -> Vm {
         host: HostPaths::with_root(&base),
         dirs,
         linux: LinuxOptions::default(),
-        resolver: Resolver {
-            kind: "virtio".into(),
-            id_wait: Duration::ZERO,
-            mapped_wait: Duration::ZERO,
-            poll: Duration::ZERO,
-            scsi_wait: Duration::ZERO,
-            id_transform: None,
-        },
+        resolver: Resolver::new("virtio").without_waits(),
         _root: root,
     };
     vm.mounts("");

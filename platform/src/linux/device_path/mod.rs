@@ -1,6 +1,7 @@
 //! Where a disk of the settings is on this VM (`infrastructure/devicepathresolver/`): `identity`
 //! (the settings' `path` as it is), `virtio` (by id, falling back to the mapped path) and `scsi`
-//! (by device id or volume id after a SCSI rescan).
+//! ([`scsi`]: by device id, volume id, or Hyper-V lun and host device id after a SCSI rescan),
+//! each behind the `LunDeviceSymlinkPath` lookup when the agent config names a base.
 //!
 //! Virtio by id: the disk's `id` (its device id; the CID when there is none) must be at least 20
 //! characters; it is cut to 20, as QEMU and the kernel cut virtio serials, and looked up as
@@ -12,12 +13,19 @@
 //! created it already, and a trigger re-announces every device, network interfaces included);
 //! then the glob is polled for 500 ms. The mapped fallback: `/dev/sdX` is tried as `/dev/xvdX`,
 //! `/dev/vdX`, `/dev/sdX`; other paths are used as they are (links followed), polled for up to
-//! 30 s. SCSI disks are waited for 50 s; Go's Hyper-V way (`lun` + `host_device_id`), iSCSI,
-//! `LunDeviceSymlinkPath` and NVMe instance storage are not supported yet.
+//! 30 s.
+//!
+//! `LunDeviceSymlinkPath` (Go's `SymlinkLunDevicePathResolver` in a `FallbackDevicePathResolver`):
+//! a disk with a `lun` is first looked for as the link `<base>/<lun>` (Azure's
+//! `/dev/disk/azure/data/by-lun/<lun>`), polled for up to 50 s; a disk without a lun, or whose
+//! link did not appear, goes to the configured resolver. iSCSI (`iscsi`, open-iscsi and
+//! multipath) is not supported.
 //!
 //! [`Resolver::find`] tells a disk that did not appear in time ([`Found::TimedOut`], Go's
 //! `timedOut`) from other failures. Returned paths are canonical (links resolved) and under the
-//! host root.
+//! host root. Globs are the shell's (the `glob` crate), under the host root.
+
+mod scsi;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,6 +53,10 @@ pub struct Resolver {
     pub poll: Duration,
     /// How long a SCSI disk is waited for after a rescan.
     pub scsi_wait: Duration,
+    /// `LunDeviceSymlinkPath`: the directory of links named by lun, looked in first.
+    pub lun_symlink_base: Option<PathBuf>,
+    /// How long the lun link is waited for.
+    pub lun_wait: Duration,
     /// `DiskIDTransformPattern` and `DiskIDTransformReplacement`: the id is rewritten with them
     /// and the result is the by-id glob itself (Go's `TransformDiskID`).
     pub id_transform: Option<IdTransform>,
@@ -69,7 +81,21 @@ impl Resolver {
             mapped_wait: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             scsi_wait: Duration::from_secs(50),
+            lun_symlink_base: None,
+            lun_wait: Duration::from_secs(50),
             id_transform: None,
+        }
+    }
+
+    /// This resolver looking once, without waiting (unit tests).
+    pub fn without_waits(self) -> Resolver {
+        Resolver {
+            id_wait: Duration::ZERO,
+            mapped_wait: Duration::ZERO,
+            poll: Duration::ZERO,
+            scsi_wait: Duration::ZERO,
+            lun_wait: Duration::ZERO,
+            ..self
         }
     }
 
@@ -94,6 +120,15 @@ impl Resolver {
         host: &HostPaths,
         disk: &DiskSettings,
     ) -> Result<Found> {
+        if let Some(base) = &self.lun_symlink_base {
+            match self.lun_symlink(host, base, disk) {
+                Ok(Found::Device(path)) => return Ok(Found::Device(path)),
+                Ok(Found::TimedOut(why)) | Err(Error::Settings(why)) => {
+                    tracing::debug!(why, "no lun link, trying the configured resolver");
+                }
+                Err(err) => return Err(err),
+            }
+        }
         match self.kind.as_str() {
             "" => {
                 if disk.path.is_empty() {
@@ -112,6 +147,28 @@ impl Resolver {
             other => Err(Error::Unsupported(format!(
                 "DevicePathResolutionType '{other}'"
             ))),
+        }
+    }
+
+    /// `<base>/<lun>`, followed to a device that exists; polled for [`Resolver::lun_wait`].
+    fn lun_symlink(&self, host: &HostPaths, base: &Path, disk: &DiskSettings) -> Result<Found> {
+        if disk.lun.is_empty() {
+            return Err(Error::Settings("Disk lun is not set".to_owned()));
+        }
+        let link = host.reroot(&base.join(&disk.lun));
+        let deadline = Instant::now() + self.lun_wait;
+        loop {
+            // `canonicalize` fails until the link and the device it names both exist.
+            if let Ok(device) = std::fs::canonicalize(&link) {
+                return Ok(Found::Device(device));
+            }
+            if Instant::now() >= deadline {
+                return Ok(Found::TimedOut(format!(
+                    "Timed out waiting for symlink '{}' to resolve",
+                    base.join(&disk.lun).display()
+                )));
+            }
+            std::thread::sleep(self.poll);
         }
     }
 
@@ -172,75 +229,6 @@ impl Resolver {
         }
     }
 
-    /// `scsi`: by `device_id` (every SCSI host rescanned, then `/dev/disk/by-id/*<id without
-    /// dashes>`), else by `volume_id` (the boot disk's SCSI host rescanned, then
-    /// `/sys/bus/scsi/devices/<host>:0:<volume_id>:0/block/*`). Go's third way, `lun` with a
-    /// Hyper-V `host_device_id`, is not supported yet.
-    fn scsi(&self, host: &HostPaths, disk: &DiskSettings) -> Result<Found> {
-        let deadline = Instant::now() + self.scsi_wait;
-        if !disk.device_id.is_empty() {
-            for scan in list(&host.sys("class/scsi_host"))?
-                .into_iter()
-                .filter(|dir| file_name(dir).starts_with("host"))
-                .map(|dir| dir.join("scan"))
-            {
-                rescan(&scan)?;
-            }
-            let glob = format!("*{}", disk.device_id.replace('-', ""));
-            loop {
-                if let Some(path) = find_by_id(host, &glob)? {
-                    return Ok(Found::Device(path));
-                }
-                if Instant::now() >= deadline {
-                    return Ok(Found::TimedOut(format!(
-                        "timed out getting real device path for '{}'",
-                        disk.device_id
-                    )));
-                }
-                std::thread::sleep(self.poll);
-            }
-        }
-        if !disk.volume_id.is_empty() {
-            let devices = host.sys("bus/scsi/devices");
-            // The boot disk's host: the first component of `<host>:0:0:0` with an `sd*` block device.
-            let host_id = list(&devices)?
-                .into_iter()
-                .filter(|dir| file_name(dir).ends_with(":0:0:0"))
-                .filter(|dir| {
-                    list(&dir.join("block")).is_ok_and(|blocks| {
-                        blocks
-                            .iter()
-                            .any(|block| file_name(block).starts_with("sd"))
-                    })
-                })
-                .filter_map(|dir| file_name(&dir).split(':').next().map(str::to_owned))
-                .next_back()
-                .ok_or_else(|| Error::Host("Zero length hostID".to_owned()))?;
-            rescan(&host.sys(&format!("class/scsi_host/host{host_id}/scan")))?;
-            let block = devices.join(format!("{host_id}:0:{}:0/block", disk.volume_id));
-            loop {
-                if let Some(name) = list(&block)?.first().map(|path| file_name(path)) {
-                    return Ok(Found::Device(host.dev(&name)));
-                }
-                if Instant::now() >= deadline {
-                    return Ok(Found::TimedOut(format!(
-                        "timed out getting real device path for volume '{}'",
-                        disk.volume_id
-                    )));
-                }
-                std::thread::sleep(self.poll);
-            }
-        }
-        if !disk.lun.is_empty() && !disk.host_device_id.is_empty() {
-            return Err(Error::Unsupported(
-                "finding SCSI disks by lun and host_device_id".to_owned(),
-            ));
-        }
-        Err(Error::Settings(
-            "Neither ID, VolumeID nor (Lun, HostDeviceID) provided in disk settings".to_owned(),
-        ))
-    }
-
     fn mapped(&self, host: &HostPaths, disk: &DiskSettings) -> Result<Found> {
         if disk.path.is_empty() {
             return Err(Error::Settings(
@@ -288,9 +276,11 @@ fn find_by_id(host: &HostPaths, glob: &str) -> Result<Option<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(None);
     };
+    let pattern = glob::Pattern::new(glob)
+        .map_err(|err| Error::Settings(format!("the disk id glob '{glob}': {err}")))?;
     let matches: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok())
-        .filter(|entry| glob_matches(glob, &entry.file_name().to_string_lossy()))
+        .filter(|entry| pattern.matches(&entry.file_name().to_string_lossy()))
         .map(|entry| entry.path())
         .collect();
     match matches.as_slice() {
@@ -303,8 +293,23 @@ fn find_by_id(host: &HostPaths, glob: &str) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The paths matching the absolute shell glob `pattern` on the host (under its root), sorted.
+pub fn host_glob(host: &HostPaths, pattern: &str) -> Result<Vec<PathBuf>> {
+    let root = host.root().to_string_lossy();
+    let rooted = format!(
+        "{}/{}",
+        glob::Pattern::escape(root.trim_end_matches('/')),
+        pattern.trim_start_matches('/')
+    );
+    let paths = glob::glob(&rooted)
+        .map_err(|err| Error::Settings(format!("the glob '{pattern}': {err}")))?;
+    let mut found: Vec<PathBuf> = paths.filter_map(std::result::Result::ok).collect();
+    found.sort();
+    Ok(found)
+}
+
 /// The entries of `dir`, sorted; none when it does not exist.
-fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>> {
     match std::fs::read_dir(dir) {
         Ok(entries) => {
             let mut paths: Vec<PathBuf> = entries
@@ -319,46 +324,15 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
 /// Asks a SCSI host to scan every channel, target and lun.
-fn rescan(scan: &Path) -> Result<()> {
+pub(crate) fn rescan(scan: &Path) -> Result<()> {
     std::fs::write(scan, "- - -").map_err(|err| Error::io("writing", scan, err))
-}
-
-/// Whether `name` matches the shell glob `glob` (`*` and `?`; other characters stand for
-/// themselves).
-fn glob_matches(glob: &str, name: &str) -> bool {
-    let glob: Vec<char> = glob.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    // The classic two-pointer match with backtracking to the last `*`.
-    let (mut g, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match glob.get(g) {
-            Some('*') => {
-                star = Some((g, n));
-                g += 1;
-            }
-            Some(&c) if c == '?' || c == name[n] => {
-                g += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((star_g, star_n)) => {
-                    g = star_g + 1;
-                    n = star_n + 1;
-                    star = Some((star_g, star_n + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    glob[g..].iter().all(|c| *c == '*')
 }
 
 /// The path of partition `number` of `device` (`/dev/vdb` → `/dev/vdb1`, `/dev/nvme0n1` →
@@ -385,20 +359,13 @@ mod tests {
 
     const SERIAL: &str = "eph-0123456789abcdef";
 
-    fn fake_dev(root: &Path) {
+    pub(super) fn fake_dev(root: &Path) {
         std::fs::create_dir_all(root.join("dev/disk/by-id")).unwrap();
         std::fs::write(root.join("dev/vdb"), "").unwrap();
     }
 
-    fn resolver() -> Resolver {
-        Resolver {
-            kind: "virtio".into(),
-            id_wait: Duration::ZERO,
-            mapped_wait: Duration::ZERO,
-            poll: Duration::ZERO,
-            scsi_wait: Duration::ZERO,
-            id_transform: None,
-        }
+    pub(super) fn resolver() -> Resolver {
+        Resolver::new("virtio").without_waits()
     }
 
     fn disk(id: &str, path: &str) -> DiskSettings {
@@ -462,59 +429,54 @@ mod tests {
     }
 
     #[test]
-    fn scsi_disks_are_found_after_a_rescan_by_id_or_volume_id() {
+    fn a_lun_link_comes_first_and_the_configured_resolver_after_it() {
         let root = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(root.path()).unwrap();
         fake_dev(&base);
-        for host_dir in ["host0", "host2"] {
-            std::fs::create_dir_all(base.join("sys/class/scsi_host").join(host_dir)).unwrap();
-        }
-        std::os::unix::fs::symlink(
-            "../../vdb",
-            base.join("dev/disk/by-id/scsi-36000c29a1b2c3d4e5f60718293a4b5c6"),
-        )
-        .unwrap();
+        std::fs::write(base.join("dev/sdc"), "").unwrap();
+        let by_lun = base.join("dev/disk/azure/data/by-lun");
+        std::fs::create_dir_all(&by_lun).unwrap();
+        std::os::unix::fs::symlink("../../../../sdc", by_lun.join("0")).unwrap();
         let host = HostPaths::with_root(&base);
         let runner = RecordingRunner::new();
         let mut resolver = resolver();
-        resolver.kind = "scsi".into();
-        let by_id = DiskSettings {
-            device_id: "6000c29a-1b2c-3d4e-5f60-718293a4b5c6".into(),
+        resolver.lun_symlink_base = Some(PathBuf::from("/dev/disk/azure/data/by-lun"));
+        let with_lun = DiskSettings {
+            lun: "0".into(),
+            path: "/dev/vdb".into(),
             ..DiskSettings::default()
         };
         assert_eq!(
-            resolver.resolve(&runner, &host, &by_id).unwrap(),
-            base.join("dev/vdb")
-        );
-        for host_dir in ["host0", "host2"] {
-            let scan = base.join("sys/class/scsi_host").join(host_dir).join("scan");
-            assert_eq!(std::fs::read_to_string(scan).unwrap(), "- - -");
-        }
-
-        // By volume id: the boot disk is on host 2 (2:0:0:0 holds sda).
-        std::fs::create_dir_all(base.join("sys/bus/scsi/devices/2:0:0:0/block/sda")).unwrap();
-        std::fs::create_dir_all(base.join("sys/bus/scsi/devices/2:0:3:0/block/sdc")).unwrap();
-        std::fs::remove_file(base.join("sys/class/scsi_host/host2/scan")).unwrap();
-        let by_volume = DiskSettings {
-            volume_id: "3".into(),
-            ..DiskSettings::default()
-        };
-        assert_eq!(
-            resolver.resolve(&runner, &host, &by_volume).unwrap(),
+            resolver.resolve(&runner, &host, &with_lun).unwrap(),
             base.join("dev/sdc")
         );
-        assert!(base.join("sys/class/scsi_host/host2/scan").exists());
-        let missing = DiskSettings {
-            volume_id: "4".into(),
+        // No link for lun 1 in time, and no lun at all: the virtio resolver's mapped path.
+        for disk in [
+            DiskSettings {
+                lun: "1".into(),
+                ..with_lun.clone()
+            },
+            DiskSettings {
+                lun: String::new(),
+                ..with_lun.clone()
+            },
+        ] {
+            assert_eq!(
+                resolver.resolve(&runner, &host, &disk).unwrap(),
+                base.join("dev/vdb"),
+                "{disk:?}"
+            );
+        }
+        // A link to a device that is not there yet is waited for like a missing link.
+        std::os::unix::fs::symlink("../../../../sdq", by_lun.join("2")).unwrap();
+        resolver.kind = "scsi".into();
+        let dangling = DiskSettings {
+            lun: "2".into(),
             ..DiskSettings::default()
         };
         assert_eq!(
-            resolver.find(&runner, &host, &missing).unwrap(),
-            Found::TimedOut("timed out getting real device path for volume '4'".into())
-        );
-        assert_eq!(
             resolver
-                .resolve(&runner, &host, &DiskSettings::default())
+                .resolve(&runner, &host, &dangling)
                 .unwrap_err()
                 .to_string(),
             "Neither ID, VolumeID nor (Lun, HostDeviceID) provided in disk settings"
@@ -588,15 +550,6 @@ mod tests {
                 .to_string()
                 .starts_with("DiskIDTransformPattern '(':")
         );
-    }
-
-    #[test]
-    fn globs_match_like_the_shell() {
-        assert!(glob_matches("*abc", "virtio-xabc"));
-        assert!(!glob_matches("*abc", "virtio-abcd"));
-        assert!(glob_matches("a?c*", "abcdef"));
-        assert!(glob_matches("*-part*", "x-part1"));
-        assert!(!glob_matches("abc", "abcd"));
     }
 
     #[test]
