@@ -43,6 +43,14 @@ pub struct Machine {
     /// disk.
     #[serde(default)]
     pub raw_ephemeral_serials: Vec<String>,
+    /// Whether the raw ephemeral disks are NVMe controllers (`raw_ephemeral_disk_bus: nvme`)
+    /// rather than virtio disks.
+    #[serde(default)]
+    pub raw_ephemeral_nvme: bool,
+    /// The serials of the NVMe disks that stand for a cloud's managed volumes (images
+    /// `managed-nvme-<i>.qcow2`), before the raw ephemeral disks on the bus.
+    #[serde(default)]
+    pub managed_nvme_serials: Vec<String>,
     /// Guest addresses forwarded to host loopback services.
     pub forwards: Vec<Forward>,
     /// The `qemu-cpi` executable QEMU runs as `relay` for each forwarded connection.
@@ -117,6 +125,22 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
             ),
         ]);
     }
+    for (index, serial) in machine.managed_nvme_serials.iter().enumerate() {
+        args.extend([
+            "-drive".into(),
+            format!(
+                "if=none,id=managed{index},file={},format=qcow2",
+                path(&store::managed_nvme_disk(index))
+            ),
+            "-device".into(),
+            format!("nvme,drive=managed{index},serial={serial}"),
+        ]);
+    }
+    let raw_device = if machine.raw_ephemeral_nvme {
+        "nvme"
+    } else {
+        "virtio-blk-pci"
+    };
     for (index, serial) in machine.raw_ephemeral_serials.iter().enumerate() {
         args.extend([
             "-drive".into(),
@@ -125,7 +149,7 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
                 path(&store::raw_ephemeral_disk(index))
             ),
             "-device".into(),
-            format!("virtio-blk-pci,drive=raw{index},serial={serial}"),
+            format!("{raw_device},drive=raw{index},serial={serial}"),
         ]);
     }
     args.extend([
@@ -219,6 +243,8 @@ mod tests {
             root_serial: "root-0123456789abcde".into(),
             ephemeral_serial: "eph-0123456789abcdef".into(),
             raw_ephemeral_serials: Vec::new(),
+            raw_ephemeral_nvme: false,
+            managed_nvme_serials: Vec::new(),
             forwards: vec![
                 Forward {
                     guest: "10.0.2.100:4222".parse().unwrap(),
@@ -307,6 +333,25 @@ mod tests {
             ]
         );
         assert!(!args.iter().any(|arg| arg.contains("ephemeral.qcow2")));
+
+        // NVMe raw disks, after the managed NVMe disks.
+        machine.raw_ephemeral_nvme = true;
+        machine.managed_nvme_serials = vec!["managed0-0123456789a".into()];
+        let args = strings(argv("vm-1", Path::new("/s/vms/vm-1"), &machine, &[]));
+        assert_eq!(
+            args[root + 1..root + 10],
+            [
+                "-drive",
+                "if=none,id=managed0,file=/s/vms/vm-1/managed-nvme-0.qcow2,format=qcow2",
+                "-device",
+                "nvme,drive=managed0,serial=managed0-0123456789a",
+                "-drive",
+                "if=none,id=raw0,file=/s/vms/vm-1/raw-ephemeral-0.qcow2,format=qcow2",
+                "-device",
+                "nvme,drive=raw0,serial=raw0-0123456789abcde",
+                "-cdrom",
+            ]
+        );
     }
 
     #[test]

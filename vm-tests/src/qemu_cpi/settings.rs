@@ -7,7 +7,8 @@
 //! `networks` as the director sent them, each with the VM's `mac`; `disks` with `system`
 //! `/dev/vda`, `ephemeral` `{"id": <serial>, "path": "/dev/vdb"}` (left out when the VM has no
 //! ephemeral disk), `raw_ephemeral` (only when the VM has raw ephemeral disks) `[{"id": <serial>,
-//! "path": "/dev/vd<letter>"}, ...]` with the letters after the ephemeral disk's, and
+//! "path": "/dev/vd<letter>"}, ...]` with the letters after the ephemeral disk's (NVMe ones get
+//! `/dev/nvme<i>n1`, the guess of a cloud CPI, which the guest's enumeration may not match), and
 //! `persistent` holding each attached disk's hint; `env` as `create_vm`'s `environment`.
 //!
 //! The guest reaches host services only through QEMU's `guestfwd`s, so every URL the agent dials
@@ -45,6 +46,8 @@ pub struct NewVm<'a> {
     pub ephemeral_serial: &'a str,
     /// The raw ephemeral disks' serials.
     pub raw_ephemeral_serials: &'a [String],
+    /// Whether the raw ephemeral disks are NVMe controllers.
+    pub raw_ephemeral_nvme: bool,
     /// The forwards whose host sides are rewritten.
     pub forwards: &'a [Forward],
 }
@@ -84,7 +87,15 @@ pub fn agent_settings(vm: &NewVm<'_>) -> Value {
             .raw_ephemeral_serials
             .iter()
             .zip(first..=b'z')
-            .map(|(serial, letter)| json!({"id": serial, "path": format!("/dev/vd{}", letter as char)}))
+            .enumerate()
+            .map(|(index, (serial, letter))| {
+                let path = if vm.raw_ephemeral_nvme {
+                    format!("/dev/nvme{index}n1")
+                } else {
+                    format!("/dev/vd{}", letter as char)
+                };
+                json!({"id": serial, "path": path})
+            })
             .collect();
         settings["disks"]["raw_ephemeral"] = Value::Array(raw);
     }
@@ -311,6 +322,7 @@ mod tests {
             env: &env,
             ephemeral_serial: "eph-0123456789abcdef",
             raw_ephemeral_serials: &[],
+            raw_ephemeral_nvme: false,
             forwards: &forwards,
         });
         assert_eq!(
@@ -355,6 +367,7 @@ mod tests {
             env: &empty,
             ephemeral_serial: "eph",
             raw_ephemeral_serials: &[],
+            raw_ephemeral_nvme: false,
             forwards: &forwards,
         };
         assert_eq!(
@@ -389,6 +402,7 @@ mod tests {
             env: &empty,
             ephemeral_serial: "",
             raw_ephemeral_serials: &raw,
+            raw_ephemeral_nvme: false,
             forwards: &[],
         };
         assert_eq!(
@@ -401,6 +415,7 @@ mod tests {
         let with_ephemeral = agent_settings(&NewVm {
             ephemeral_serial: "eph-0123456789abcdef",
             raw_ephemeral_serials: &raw[..1],
+            raw_ephemeral_nvme: false,
             ..vm
         });
         assert_eq!(
@@ -408,6 +423,18 @@ mod tests {
             json!([{"id": "raw0-0123456789abcde", "path": "/dev/vdc"}])
         );
         assert_eq!(with_ephemeral["disks"]["ephemeral"]["path"], "/dev/vdb");
+        // NVMe raw disks get the paths a cloud CPI guesses, in the order of the settings.
+        let nvme = agent_settings(&NewVm {
+            raw_ephemeral_nvme: true,
+            ..vm
+        });
+        assert_eq!(
+            nvme["disks"]["raw_ephemeral"],
+            json!([
+                {"id": "raw0-0123456789abcde", "path": "/dev/nvme0n1"},
+                {"id": "raw1-0123456789abcde", "path": "/dev/nvme1n1"},
+            ])
+        );
     }
 
     #[test]

@@ -223,6 +223,17 @@ pub fn raw_ephemeral_disk(index: usize) -> String {
     format!("raw-ephemeral-{index}.qcow2")
 }
 
+/// The serial of a VM's managed NVMe disk `index`: `managed<index>-` and hex digits of the VM
+/// cid's SHA-1.
+pub fn managed_nvme_serial(vm_cid: &str, index: usize) -> String {
+    derived(&format!("managed{index}-"), vm_cid)
+}
+
+/// The image of a VM's managed NVMe disk `index`, in the VM's directory.
+pub fn managed_nvme_disk(index: usize) -> String {
+    format!("managed-nvme-{index}.qcow2")
+}
+
 /// `prefix` and hex digits of `cid`'s SHA-1, 20 characters in all.
 fn derived(prefix: &str, cid: &str) -> String {
     let digest = Sha1::digest(cid.as_bytes());

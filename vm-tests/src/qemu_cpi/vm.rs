@@ -17,7 +17,10 @@
 //! that big instead of the stemcell image's size (as cloud CPIs make root disks bigger than the
 //! image; the guest sees free space after its root partition). `raw_ephemeral_disks` (a list of
 //! sizes in MiB) adds that many blank disks after the ephemeral one, listed in the settings'
-//! `disks.raw_ephemeral`. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}`
+//! `disks.raw_ephemeral`; `raw_ephemeral_disk_bus: nvme` makes them NVMe controllers instead of
+//! virtio disks (a cloud's instance storage). `managed_nvme_disks` (sizes in MiB) adds NVMe disks
+//! the settings do not list, first on the bus, standing for a cloud's managed volumes (EBS on
+//! AWS Nitro) for the agent's instance-storage discovery. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}`
 //! to them.
 
 use std::collections::BTreeMap;
@@ -109,6 +112,10 @@ pub struct Resources {
     pub root_disk_mb: Option<u64>,
     /// The raw ephemeral disks' sizes in MiB.
     pub raw_ephemeral_disks_mb: Vec<u64>,
+    /// Whether the raw ephemeral disks are NVMe controllers.
+    pub raw_ephemeral_nvme: bool,
+    /// The managed NVMe disks' sizes in MiB.
+    pub managed_nvme_disks_mb: Vec<u64>,
 }
 
 /// `create_vm(agent_id, stemcell_cid, cloud_properties, networks, disk_cids, environment)`:
@@ -177,6 +184,10 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
         raw_ephemeral_serials: (0..resources.raw_ephemeral_disks_mb.len())
             .map(|index| store::raw_ephemeral_serial(&vm_cid, index))
             .collect(),
+        raw_ephemeral_nvme: resources.raw_ephemeral_nvme,
+        managed_nvme_serials: (0..resources.managed_nvme_disks_mb.len())
+            .map(|index| store::managed_nvme_serial(&vm_cid, index))
+            .collect(),
         forwards: cpi.config.forwards.clone(),
         relay: cpi.relay_exe.clone(),
         test_shell: cpi.config.test_shell,
@@ -189,6 +200,7 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
         env: &env,
         ephemeral_serial: &machine.ephemeral_serial,
         raw_ephemeral_serials: &machine.raw_ephemeral_serials,
+        raw_ephemeral_nvme: machine.raw_ephemeral_nvme,
         forwards: &cpi.config.forwards,
     });
     let record = VmRecord {
@@ -230,6 +242,15 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
                     .arg(vm_dir.join(store::raw_ephemeral_disk(index)))
                     .arg(format!("{mb}M")),
                 format!("creating raw ephemeral disk {index} of VM '{vm_cid}'"),
+            )?;
+        }
+        for (index, mb) in resources.managed_nvme_disks_mb.iter().enumerate() {
+            cpi.qemu_img(
+                Cmd::new(&cpi.config.qemu_img)
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(vm_dir.join(store::managed_nvme_disk(index)))
+                    .arg(format!("{mb}M")),
+                format!("creating managed NVMe disk {index} of VM '{vm_cid}'"),
             )?;
         }
         iso::write_config_drive(cpi.runner.as_ref(), &vm_dir, &vm_cid, &record.settings)?;
@@ -347,19 +368,27 @@ pub fn resources(
         None | Some(Value::Null) => None,
         Some(_) => Some(read("root_disk_size", 0)?),
     };
-    let raw_ephemeral_disks_mb = match cloud_properties.get("raw_ephemeral_disks") {
-        None | Some(Value::Null) => Vec::new(),
+    let sizes = |key: &str| match cloud_properties.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(sizes)) if sizes.len() <= 8 => sizes
             .iter()
             .map(|size| {
-                size.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("raw_ephemeral_disks must hold positive sizes in MiB, got {size}")
-                })
+                size.as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{key} must hold positive sizes in MiB, got {size}"))
             })
-            .collect::<std::result::Result<_, _>>()?,
+            .collect(),
+        Some(other) => Err(format!(
+            "{key} must be a list of at most 8 sizes in MiB, got {other}"
+        )),
+    };
+    let raw_ephemeral_nvme = match cloud_properties.get("raw_ephemeral_disk_bus") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(bus)) if bus == "virtio" => false,
+        Some(Value::String(bus)) if bus == "nvme" => true,
         Some(other) => {
             return Err(format!(
-                "raw_ephemeral_disks must be a list of at most 8 sizes in MiB, got {other}"
+                "raw_ephemeral_disk_bus must be \"virtio\" or \"nvme\", got {other}"
             ));
         }
     };
@@ -368,7 +397,9 @@ pub fn resources(
         memory_mb: read("ram", cpi.config.memory_mb)?,
         ephemeral_disk_mb,
         root_disk_mb,
-        raw_ephemeral_disks_mb,
+        raw_ephemeral_disks_mb: sizes("raw_ephemeral_disks")?,
+        raw_ephemeral_nvme,
+        managed_nvme_disks_mb: sizes("managed_nvme_disks")?,
     })
 }
 
@@ -526,6 +557,8 @@ mod tests {
                 ephemeral_disk_mb: DEFAULT_EPHEMERAL_DISK_MB,
                 root_disk_mb: None,
                 raw_ephemeral_disks_mb: vec![],
+                raw_ephemeral_nvme: false,
+                managed_nvme_disks_mb: vec![],
             }
         );
         assert_eq!(
@@ -540,6 +573,8 @@ mod tests {
                 ephemeral_disk_mb: 10240,
                 root_disk_mb: None,
                 raw_ephemeral_disks_mb: vec![],
+                raw_ephemeral_nvme: false,
+                managed_nvme_disks_mb: vec![],
             }
         );
         assert_eq!(
@@ -555,7 +590,28 @@ mod tests {
                 ephemeral_disk_mb: 0,
                 root_disk_mb: Some(8192),
                 raw_ephemeral_disks_mb: vec![512, 256],
+                raw_ephemeral_nvme: false,
+                managed_nvme_disks_mb: vec![],
             }
+        );
+        let nitro = resources(
+            &object(
+                json!({"raw_ephemeral_disks": [64, 48], "raw_ephemeral_disk_bus": "nvme",
+                "managed_nvme_disks": [32]}),
+            ),
+            &cpi,
+        )
+        .unwrap();
+        assert!(nitro.raw_ephemeral_nvme);
+        assert_eq!(nitro.raw_ephemeral_disks_mb, [64, 48]);
+        assert_eq!(nitro.managed_nvme_disks_mb, [32]);
+        assert_eq!(
+            resources(&object(json!({"raw_ephemeral_disk_bus": "scsi"})), &cpi).unwrap_err(),
+            "raw_ephemeral_disk_bus must be \"virtio\" or \"nvme\", got \"scsi\""
+        );
+        assert_eq!(
+            resources(&object(json!({"managed_nvme_disks": [-1]})), &cpi).unwrap_err(),
+            "managed_nvme_disks must hold positive sizes in MiB, got -1"
         );
         assert_eq!(
             resources(&object(json!({"root_disk_size": 0})), &cpi).unwrap_err(),
