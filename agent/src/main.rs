@@ -5,7 +5,9 @@
 //!
 //! Started as `monit` (through a link of that name, as the Go agent dispatches on its program name
 //! for `bosh-enable-monit-access`), or as `bosh-agent monit <args>`, it is the operator's `monit`
-//! command ([`agent::monit_command`]), which asks the running agent over its local socket.
+//! command ([`agent::monit_command`]), which asks the running agent over its local socket. Started
+//! as `bosh-enable-monit-access` (the stemcell's link), it adds the calling job's rule to the
+//! firewall's `monit_access_jobs` chain ([`platform::linux::monit_access`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,14 +83,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
-    let is_monit = args
-        .next()
+    let program = args.next();
+    let program = program
         .as_deref()
-        .and_then(|program| std::path::Path::new(program).file_name())
-        .is_some_and(|name| name == "monit");
-    if is_monit {
+        .and_then(|program| std::path::Path::new(program).file_name());
+    if program.is_some_and(|name| name == "monit") {
         let args: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
         return monit(&args);
+    }
+    if program.is_some_and(|name| name == "bosh-enable-monit-access") {
+        return enable_monit_access();
     }
     // The Go agent's flags are Go-style: `-no-alerts` and `-output-directory` with one dash.
     let args = std::env::args_os().map(|arg| match arg.to_str() {
@@ -202,6 +206,29 @@ async fn compile(
     };
     compilation.compile_all(tarballs).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bosh-enable-monit-access`: the firewall rule that lets the calling job reach monit's port
+/// ([`platform::linux::monit_access`]); exit 0 once it is there, 1 on failure.
+fn enable_monit_access() -> ExitCode {
+    init_logging("info");
+    let host = platform::HostPaths::system();
+    let added = platform::linux::monit_access::this_caller(&host).and_then(|caller| {
+        platform::linux::monit_access::enable_monit_access(&platform::cmd::SystemRunner, &caller)
+    });
+    match added {
+        Ok(access) => {
+            tracing::info!(?access, "Successfully added monit access rule");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(
+                error = %settings::source::error_chain(&err),
+                "Failed to enable monit access"
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The `monit` command with `args`, against the agent of `$BOSH_AGENT_BASE_DIR` (or `/var/vcap`).

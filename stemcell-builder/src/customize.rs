@@ -297,13 +297,14 @@ pub fn files(inputs: &Inputs, initramfs_modules_now: &str) -> Vec<File> {
 
 /// Symlinks replacing files of the debootstrapped root, as (link, target): resolv.conf from
 /// systemd-resolved (debootstrap copies the build host's), D-Bus's machine id from the per-VM
-/// `/etc/machine-id` (dbus wrote the build's id there), and `monit` as the agent (`bosh-agent`
-/// answers monit's command line).
+/// `/etc/machine-id` (dbus wrote the build's id there), and `monit` and `bosh-enable-monit-access`
+/// as the agent (`bosh-agent` answers to both names, as the Go agent does).
 pub fn symlinks() -> Vec<(&'static str, &'static str)> {
     vec![
         ("etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"),
         ("var/lib/dbus/machine-id", "/etc/machine-id"),
         ("var/vcap/bosh/bin/monit", "bosh-agent"),
+        ("var/vcap/bosh/bin/bosh-enable-monit-access", "bosh-agent"),
     ]
 }
 
@@ -740,10 +741,13 @@ mod tests {
             fs::read(root.join("var/vcap/bosh/bin/bosh-agent")).unwrap(),
             b"agent binary"
         );
-        assert_eq!(
-            fs::read_link(root.join("var/vcap/bosh/bin/monit")).unwrap(),
-            Path::new("bosh-agent")
-        );
+        for name in ["monit", "bosh-enable-monit-access"] {
+            assert_eq!(
+                fs::read_link(root.join("var/vcap/bosh/bin").join(name)).unwrap(),
+                Path::new("bosh-agent"),
+                "{name}"
+            );
+        }
         assert_eq!(
             fs::read_link(root.join("etc/resolv.conf")).unwrap(),
             Path::new("../run/systemd/resolve/stub-resolv.conf")

@@ -1,6 +1,8 @@
 //! VM test of the agent's nftables firewall and of the disks of a VM without an ephemeral disk:
 //! one boot of a VM whose root disk is bigger than the stemcell image (`root_disk_size`), with no
-//! ephemeral disk (`ephemeral_disk_size: 0`) and one raw ephemeral disk (`raw_ephemeral_disks`).
+//! ephemeral disk (`ephemeral_disk_size: 0`), two raw ephemeral disks that are NVMe controllers
+//! (`raw_ephemeral_disks`, `raw_ephemeral_disk_bus: nvme`) and one more NVMe disk standing for a
+//! cloud's managed volume (`managed_nvme_disks`), like an AWS Nitro instance.
 //!
 //! * §6.9: table `inet bosh_agent` with `monit_access` (hook output, priority `filter - 1`, the
 //!   reference's rules in order), `monit_access_jobs`, and `nats_access` letting only root reach
@@ -8,9 +10,17 @@
 //! * §6.5 carve: with `CreatePartitionIfNoEphemeralDisk` (the stemcell's agent.json) the space
 //!   after the root partition becomes swap (`/dev/vda2`) and data (`/dev/vda3` on
 //!   `/var/vcap/data`), and the root partition is not grown (§6.5 root growth).
-//! * §6.5 raw ephemeral: the raw disk is labelled GPT with one partition `raw-ephemeral-0`.
-//! * An agent restart changes no partition and leaves each firewall rule once (chains flushed and
-//!   refilled).
+//! * §6.5 raw ephemeral: each raw disk, found by its serial (the settings' `/dev/nvme<i>n1` are
+//!   the CPI's guess), is labelled GPT with one partition `raw-ephemeral-<i>`; the managed disk is
+//!   not touched.
+//! * §6.5 NVMe instance-storage discovery: with the raw labels wiped and
+//!   `InstanceStorageManagedVolumePattern` added to `agent.json`, the restarted agent labels the
+//!   NVMe disks that no managed-volume link points at, in device order.
+//! * §6.9 `bosh-enable-monit-access`: vcap cannot reach monit's port until a job's rule lets it:
+//!   a process in a BPM scope (`runc-bpm-<job>.scope`) gets one rule for its cgroup, tagged with
+//!   the job and replaced on every run; a caller outside BPM gets one rule for vcap's uid.
+//! * An agent restart changes no root disk partition and leaves each firewall rule once (chains
+//!   flushed and refilled).
 
 // An integration test binary is a test module of its own.
 #![allow(clippy::tests_outside_test_module)]
@@ -20,6 +30,8 @@ mod support;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use vm_tests::harness::Machine;
+use vm_tests::qemu_cpi::store;
 
 use support::{PONG_TIMEOUT, SETTLE_TIMEOUT};
 
@@ -29,6 +41,44 @@ const ROOT_DISK_MIB: u64 = 6144;
 /// Where the guest reaches NATS (the QEMU CPI's forward).
 const NATS: &str = "10.0.2.100/4222";
 
+/// The agent config's managed-volume pattern in the test: the managed NVMe disk's by-id link.
+const MANAGED_VOLUMES: &str = "/dev/disk/by-id/nvme-*_managed*";
+
+/// Connects to monit's port as vcap (after `bosh-enable-monit-access` with argument `enable`) and
+/// prints how the connection ended: `status=124` when the packets were dropped, `status=1` when
+/// they reached the port.
+const MONIT_PROBE: &str = r#"#!/bin/bash
+if [ "$1" = enable ]; then
+    /var/vcap/bosh/bin/bosh-enable-monit-access || echo "enable failed"
+fi
+setpriv --reuid=vcap --regid=vcap --init-groups \
+    timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2822' 2>/dev/null
+echo "status=$?"
+"#;
+
+/// The NVMe device whose serial is `serial`, through its udev link.
+fn nvme_device(machine: &mut Machine, serial: &str) -> String {
+    machine
+        .succeed(&format!("readlink -e /dev/disk/by-id/nvme-*_{serial}"))
+        .trim()
+        .to_owned()
+}
+
+/// The GPT partition names of `device`; empty when it has no partition table.
+fn partition_names(machine: &mut Machine, device: &str) -> Vec<String> {
+    let kind = machine.succeed(&format!("blkid -p -s PTTYPE -o value {device} || true"));
+    if kind.trim().is_empty() {
+        return Vec::new();
+    }
+    assert_eq!(kind.trim(), "gpt", "{device}");
+    let table: Value = serde_json::from_str(&machine.succeed(&format!("sfdisk --json {device}")))
+        .unwrap_or_else(|err| panic!("{device}: {err}"));
+    partitions(&table)
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn partitions(table: &Value) -> Vec<Value> {
     table["partitiontable"]["partitions"]
         .as_array()
@@ -37,7 +87,7 @@ fn partitions(table: &Value) -> Vec<Value> {
 }
 
 #[test]
-fn firewall_root_carve_and_raw_ephemeral_disk_on_a_vm_without_ephemeral_disk() {
+fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_disk() {
     let mut world = support::world();
     let agent_id = uuid::Uuid::new_v4().to_string();
     let env = world.env(&agent_id).unwrap();
@@ -48,7 +98,8 @@ fn firewall_root_carve_and_raw_ephemeral_disk_on_a_vm_without_ephemeral_disk() {
             networks,
             env,
             json!({"ephemeral_disk_size": 0, "root_disk_size": ROOT_DISK_MIB,
-                   "raw_ephemeral_disks": [64]}),
+                   "raw_ephemeral_disks": [64, 48], "raw_ephemeral_disk_bus": "nvme",
+                   "managed_nvme_disks": [32]}),
         )
         .unwrap_or_else(|err| panic!("{err:#}"));
     let timings = world
@@ -116,6 +167,64 @@ fn firewall_root_carve_and_raw_ephemeral_disk_on_a_vm_without_ephemeral_disk() {
     machine.succeed(&connect);
     machine.fail(&format!("runuser -u vcap -- {connect}"));
 
+    // `bosh-enable-monit-access`: vcap's packets to monit's port are dropped (the connection
+    // times out, status 124) until a job's rule lets them through (nothing listens there, so the
+    // connection is refused at once, status 1). A job under BPM gets a rule for its cgroup, tagged
+    // with its name and replaced when it runs again; a caller outside BPM one for vcap's uid.
+    machine.succeed(&format!("cat > /tmp/monit-probe <<'EOF'\n{MONIT_PROBE}EOF"));
+    let probe = |machine: &mut Machine, command: &str| -> String {
+        let output = machine.succeed(command);
+        output.lines().last().unwrap_or_default().to_owned()
+    };
+    assert_eq!(probe(machine, "bash /tmp/monit-probe"), "status=124");
+    for _ in 0..2 {
+        assert_eq!(
+            probe(
+                machine,
+                "systemd-run --quiet --scope --unit=runc-bpm-hello bash /tmp/monit-probe enable"
+            ),
+            "status=1",
+            "the job's processes reach the port"
+        );
+    }
+    assert_eq!(
+        probe(machine, "bash /tmp/monit-probe"),
+        "status=124",
+        "only the job's cgroup was let in"
+    );
+    let jobs_rules = |machine: &mut Machine| -> Vec<String> {
+        machine
+            .succeed("nft list chain inet bosh_agent monit_access_jobs")
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.contains("dport 2822"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let rules_now = jobs_rules(machine);
+    assert_eq!(rules_now.len(), 1, "{rules_now:#?}");
+    assert!(
+        rules_now[0].starts_with("socket cgroupv2 level 2 ")
+            && rules_now[0].ends_with(
+                "ip daddr 127.0.0.1 tcp dport 2822 log prefix \"bosh-monit-access: cgroup match: \" \
+                 accept comment \"bosh-monit-access:hello\""
+            ),
+        "{rules_now:#?}"
+    );
+    let vcap_uid = machine.succeed("id -u vcap").trim().to_owned();
+    machine.succeed("/var/vcap/bosh/bin/bosh-enable-monit-access");
+    machine.succeed("/var/vcap/bosh/bin/bosh-enable-monit-access");
+    let rules_now = jobs_rules(machine);
+    assert_eq!(
+        rules_now[1..],
+        [format!(
+            "meta skuid {vcap_uid} ip daddr 127.0.0.1 tcp dport 2822 \
+             log prefix \"bosh-monit-access: UID {vcap_uid} match: \" accept"
+        )],
+        "{rules_now:#?}"
+    );
+    assert_eq!(probe(machine, "bash /tmp/monit-probe"), "status=1");
+
     // The root disk: swap and data carved after the root partition, which kept its size.
     let dump: Value = serde_json::from_str(&machine.succeed("sfdisk --json /dev/vda")).unwrap();
     let parts = partitions(&dump);
@@ -144,22 +253,40 @@ fn firewall_root_carve_and_raw_ephemeral_disk_on_a_vm_without_ephemeral_disk() {
         ["/dev/vda3", "ext4"]
     );
 
-    // The raw ephemeral disk (the only other disk: /dev/vdb).
-    let raw: Value = serde_json::from_str(&machine.succeed("sfdisk --json /dev/vdb")).unwrap();
-    assert_eq!(raw["partitiontable"]["label"], "gpt", "{raw:#}");
-    let names: Vec<Value> = partitions(&raw).iter().map(|p| p["name"].clone()).collect();
-    assert_eq!(names, [json!("raw-ephemeral-0")], "{raw:#}");
-    assert_eq!(
-        machine
-            .succeed("blkid -p -s TYPE -o value /dev/vdb1 || true")
-            .trim(),
-        "",
-        "no filesystem on the raw partition"
-    );
+    // The raw ephemeral disks, each found by its serial; the managed disk left alone.
+    let raw: Vec<String> = (0..2)
+        .map(|index| nvme_device(machine, &store::raw_ephemeral_serial(&vm.cid, index)))
+        .collect();
+    let managed = nvme_device(machine, &store::managed_nvme_serial(&vm.cid, 0));
+    eprintln!("raw ephemeral disks {raw:?}, managed volume {managed}");
+    for (index, device) in raw.iter().enumerate() {
+        assert_eq!(
+            partition_names(machine, device),
+            [format!("raw-ephemeral-{index}")],
+            "{device}"
+        );
+        assert_eq!(
+            machine
+                .succeed(&format!("blkid -p -s TYPE -o value {device}p1 || true"))
+                .trim(),
+            "",
+            "no filesystem on the raw partition of {device}"
+        );
+    }
+    assert!(partition_names(machine, &managed).is_empty(), "{managed}");
 
-    // The agent restarts: nothing repartitioned, each rule once.
-    let identity = "sfdisk --dump /dev/vda; sfdisk --dump /dev/vdb; blkid -s UUID -o value /dev/vda2 /dev/vda3";
+    // The agent restarts with the raw labels wiped and the managed-volume pattern in its config:
+    // instance storage is discovered, the root disk not repartitioned, each rule there once.
+    let identity = "sfdisk --dump /dev/vda; blkid -s UUID -o value /dev/vda2 /dev/vda3";
     let before = machine.succeed(identity);
+    let mut config: Value =
+        serde_json::from_str(&machine.succeed("cat /var/vcap/bosh/agent.json")).unwrap();
+    config["Platform"]["Linux"]["InstanceStorageManagedVolumePattern"] = json!(MANAGED_VOLUMES);
+    machine.succeed(&format!(
+        "cat > /var/vcap/bosh/agent.json <<'EOF'\n{config:#}\nEOF"
+    ));
+    machine.succeed(&format!("wipefs -a -q {}", raw.join(" ")));
+    assert!(partition_names(machine, &raw[0]).is_empty());
     let restarted = Instant::now();
     machine.succeed("systemctl restart bosh-agent");
     vm.created = restarted;
@@ -176,6 +303,23 @@ fn firewall_root_carve_and_raw_ephemeral_disk_on_a_vm_without_ephemeral_disk() {
         .count();
     assert_eq!(starts, 2, "the firewall step ran at each agent start");
     assert_eq!(machine.succeed(identity), before);
+    assert!(
+        machine
+            .console()
+            .text()
+            .contains("discovered instance storage"),
+        "the restarted agent discovered the instance storage"
+    );
+    let mut in_order = raw.clone();
+    in_order.sort();
+    for (index, device) in in_order.iter().enumerate() {
+        assert_eq!(
+            partition_names(machine, device),
+            [format!("raw-ephemeral-{index}")],
+            "{device}"
+        );
+    }
+    assert!(partition_names(machine, &managed).is_empty(), "{managed}");
     let table = machine.succeed("nft list table inet bosh_agent");
     for rule in [
         "tcp dport 2822 drop",

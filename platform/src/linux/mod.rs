@@ -5,7 +5,8 @@
 //! [`interfaces`] and [`networkd`], [`device_path`], [`raw_ephemeral`], [`partition`] and
 //! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`ntp`], [`firewall`], with
 //! [`mounter`] and [`files`] shared). The NATS chain of the [`firewall`] is rewritten through
-//! [`Platform::update_nats_firewall`]. Of the other [`Platform`] operations it implements vitals
+//! [`Platform::update_nats_firewall`]; jobs add their rules to its monit chain with
+//! `bosh-enable-monit-access` ([`monit_access`]). Of the other [`Platform`] operations it implements vitals
 //! ([`VitalsCollector`]), `is_mount_point` (from `/proc/self/mountinfo`), passwords (`usermod
 //! -p`), `bosh ssh` users ([`ssh_users`]), `host_public_key` (`/etc/ssh/ssh_host_*_key.pub`),
 //! trusted certificates ([`certs`]), DNS records (`/etc/hosts`), logrotate, the system logs
@@ -26,6 +27,7 @@ pub mod hostname;
 pub mod interfaces;
 pub mod ipv6;
 pub mod layout;
+pub mod monit_access;
 pub mod mounter;
 pub mod networkd;
 pub mod ntp;

@@ -1,6 +1,6 @@
 //! The stemcell the VM tests boot: `STEMCELL_TARBALL` when set, else one built by
-//! `stemcell-builder` around this workspace's `bosh-agent` and kept in the cache dir under the
-//! agent binary's sha256, so a run reuses it until the agent changes.
+//! `stemcell-builder` around this workspace's `bosh-agent` and kept in the cache dir under a
+//! sha256 of both binaries, so a run reuses it until the agent or the builder changes.
 //!
 //! The agent binary is `BOSH_AGENT_BINARY` when set, else `cargo build --release -p agent --bin
 //! bosh-agent` (the profile shipped on VMs); the builder is `STEMCELL_BUILDER` when set, else
@@ -49,13 +49,18 @@ pub fn tarball(cache_dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let agent = agent_binary()?;
-    let output = cache_dir.join("tarballs").join(sha256_file(&agent)?);
+    let builder = builder_binary()?;
+    let key = sha256_text(&format!(
+        "agent {}\nbuilder {}\n",
+        sha256_file(&agent)?,
+        sha256_file(&builder)?
+    ));
+    let output = cache_dir.join("tarballs").join(key);
     // Tests run in parallel, each with a world of its own: one builds, the others wait for it.
     let _lock = lock(cache_dir)?;
     if let Some(cached) = find_tarball(&output)? {
         return Ok(cached);
     }
-    let builder = builder_binary()?;
     let partial = output.with_extension("partial");
     if partial.exists() {
         std::fs::remove_dir_all(&partial)
@@ -132,6 +137,16 @@ pub fn find_tarball(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// The sha256 of `text`, hex.
+fn sha256_text(text: &str) -> String {
+    hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// `bytes` in lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file =
@@ -147,11 +162,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// The workspace's root.
