@@ -49,6 +49,11 @@ impl FileOwner {
         }
     }
 
+    /// The uid and gid.
+    pub fn ids(&self) -> (u32, u32) {
+        (self.uid.as_raw(), self.gid.as_raw())
+    }
+
     /// `root` and the host's `vcap` group.
     pub fn root_vcap() -> Result<FileOwner, Error> {
         let group = Group::from_name(VCAP_GROUP)

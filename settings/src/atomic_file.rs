@@ -13,6 +13,16 @@ use std::path::Path;
 /// Writes `contents` to `path` with permission bits `mode`, atomically; creates missing parent
 /// directories (mode 0755 before umask).
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_owned(path, contents, mode, None)
+}
+
+/// [`write`], the file given to `owner` (uid, gid) before it takes the place of the old one.
+pub fn write_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -21,6 +31,9 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut file = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     file.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(file.as_file(), Some(uid), Some(gid))?;
+    }
     file.write_all(contents)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|err| err.error)?;
@@ -48,6 +61,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("settings.json")]);
+    }
+
+    #[test]
+    fn the_owner_is_set_before_the_file_is_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.json");
+        // Our own ids: a chown anyone may make.
+        let me = fs::metadata(dir.path()).unwrap();
+        let ids = (
+            std::os::unix::fs::MetadataExt::uid(&me),
+            std::os::unix::fs::MetadataExt::gid(&me),
+        );
+        write_owned(&path, b"{}", 0o640, Some(ids)).unwrap();
+        let written = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&written),
+                std::os::unix::fs::MetadataExt::gid(&written)
+            ),
+            ids
+        );
+        assert_eq!(written.permissions().mode() & 0o777, 0o640);
     }
 
     #[test]

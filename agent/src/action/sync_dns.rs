@@ -1,7 +1,7 @@
 //! `sync_dns` (`agent/action/sync_dns.go`): the director broadcasts DNS records to every agent as a
 //! blob; when it is newer than `instance/dns/records.json`, the agent downloads it (verified), checks
 //! its version, points the names at their addresses (`/etc/hosts` on Linux, `bosh/etc_hosts` on the
-//! dummy platform) and keeps the raw blob as `records.json` (0640). Answers `"synced"`.
+//! dummy platform) and keeps the raw blob as `records.json` (0640 root:vcap). Answers `"synced"`.
 //!
 //! The director waits only 10 s for the broadcast, so this runs at once, beside the instance lane;
 //! a lock keeps two syncs from interleaving, as the Go agent's mutex does.
@@ -98,7 +98,14 @@ pub(super) async fn sync(
         }
         let hostname = context.settings.settings().agent_id;
         context.platform.save_dns_records(&records, &hostname)?;
-        settings::atomic_file::write(&records_file, &contents, 0o640)?;
+        // Go's `0640 root:vcap`: jobs running as vcap read the records.
+        let owner = context.platform.installed_file_owner()?;
+        settings::atomic_file::write_owned(
+            &records_file,
+            &contents,
+            0o640,
+            owner.map(|owner| owner.ids()),
+        )?;
         drop(download);
         Ok(Value::from("synced"))
     })
