@@ -12,7 +12,9 @@
 //! can connect while the disks and directories are set up in the second. The second ends with the
 //! persistent disk (steps 22–24 of the reference: the last mounted disk checked against the known
 //! disks and mounted again on `store/`, the disk associations checked), logged as step
-//! `persistent_disk`.
+//! `persistent_disk`, and the applied jobs' directories (step 25: `data/sys/log/<job>`,
+//! `data/sys/run/<job>` and `data/<job>` made again when a new or wiped ephemeral disk lacks them),
+//! logged as step `job_dirs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +92,21 @@ pub async fn run(context: Arc<Context>, phase: Phase) -> anyhow::Result<()> {
                 elapsed_ms = step_started.elapsed().as_millis() as u64,
                 "bootstrap step done"
             );
+            let step_started = Instant::now();
+            let owner = context
+                .platform
+                .installed_file_owner()
+                .context("bootstrap step job_dirs")?;
+            let owner: &dyn jobs::install::owner::Owner = match &owner {
+                Some(owner) => owner,
+                None => &jobs::install::owner::KeepOwners,
+            };
+            job_dirs(&context.dirs, owner).context("bootstrap step job_dirs")?;
+            tracing::info!(
+                step = "job_dirs",
+                elapsed_ms = step_started.elapsed().as_millis() as u64,
+                "bootstrap step done"
+            );
         }
         Ok::<(), anyhow::Error>(())
     })
@@ -100,6 +117,17 @@ pub async fn run(context: Arc<Context>, phase: Phase) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "bootstrap phase done"
     );
+    Ok(())
+}
+
+/// Step 25 of the reference: the directories of every job of the applied spec (`bosh/spec.json`),
+/// made as `apply` makes them; those that exist are left alone.
+fn job_dirs(dirs: &settings::Dirs, owner: &dyn jobs::install::owner::Owner) -> anyhow::Result<()> {
+    let spec = jobs::apply_spec::ApplySpec::read(&dirs.spec_file())?;
+    for job in spec.jobs() {
+        jobs::install::job::create_job_dirs(dirs, &job.name, owner)
+            .with_context(|| format!("Cannot create directories for job {}", job.name))?;
+    }
     Ok(())
 }
 
@@ -180,6 +208,40 @@ fn disk_to_remount<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_applied_jobs_get_their_directories_back() {
+        let base = tempfile::tempdir().unwrap();
+        let dirs = settings::Dirs::new(base.path());
+        let owner = jobs::install::owner::KeepOwners;
+        // No spec yet: nothing to make.
+        job_dirs(&dirs, &owner).unwrap();
+        assert!(!dirs.data_sys_run_dir().exists());
+        std::fs::create_dir_all(dirs.spec_file().parent().unwrap()).unwrap();
+        std::fs::write(
+            dirs.spec_file(),
+            r#"{"deployment":"d","job":{"name":"web","templates":[{"name":"nginx","version":"1","sha1":"x"},{"name":"route","version":"1","sha1":"y"}]},
+                "rendered_templates_archive":{"blobstore_id":"b","sha1":"z"}}"#,
+        )
+        .unwrap();
+        job_dirs(&dirs, &owner).unwrap();
+        for job in ["nginx", "route"] {
+            for dir in [
+                dirs.data_sys_log_dir().join(job),
+                dirs.data_sys_run_dir().join(job),
+                dirs.data_dir().join(job),
+            ] {
+                let mode = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(&dir).unwrap().permissions(),
+                );
+                assert_eq!(mode & 0o7777, 0o770, "{}", dir.display());
+            }
+        }
+        // A spec that is not JSON is an error naming the file.
+        std::fs::write(dirs.spec_file(), "{").unwrap();
+        let err = job_dirs(&dirs, &owner).unwrap_err();
+        assert!(format!("{err:#}").contains("spec.json"), "{err:#}");
+    }
 
     #[test]
     fn the_phases_split_the_order_after_networking() {
