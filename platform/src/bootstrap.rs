@@ -66,11 +66,16 @@ pub enum Step {
     BlobsDir,
     /// The nftables firewall's monit chains (failures are only logged).
     Firewall,
+    /// With `env.bosh.remove_dev_tools`, the paths of `bosh/etc/dev_tools_file_list` removed.
+    RemoveDevTools,
+    /// With `env.bosh.remove_static_libraries`, the paths of `bosh/etc/static_libraries_list`
+    /// removed.
+    RemoveStaticLibraries,
 }
 
 impl Step {
     /// Every step, in the order the agent runs them.
-    pub const ORDER: [Step; 20] = [
+    pub const ORDER: [Step; 22] = [
         Step::RuntimeConfiguration,
         Step::SshKeys,
         Step::Passwords,
@@ -91,6 +96,8 @@ impl Step {
         Step::HomeDir,
         Step::BlobsDir,
         Step::Firewall,
+        Step::RemoveDevTools,
+        Step::RemoveStaticLibraries,
     ];
 
     /// The step's name in logs and errors.
@@ -116,6 +123,8 @@ impl Step {
             Step::HomeDir => "home_dir",
             Step::BlobsDir => "blobs_dir",
             Step::Firewall => "firewall",
+            Step::RemoveDevTools => "remove_dev_tools",
+            Step::RemoveStaticLibraries => "remove_static_libraries",
         }
     }
 }
@@ -213,6 +222,8 @@ mod tests {
         assert!(position(Step::TmpDir) < position(Step::BlobsDir));
         assert!(position(Step::RawEphemeralDisks) < position(Step::EphemeralDisk));
         assert!(position(Step::EphemeralDisk) < position(Step::RootDisk));
-        assert_eq!(Step::ORDER.last(), Some(&Step::Firewall));
+        assert!(position(Step::BlobsDir) < position(Step::Firewall));
+        assert!(position(Step::Firewall) < position(Step::RemoveDevTools));
+        assert_eq!(Step::ORDER.last(), Some(&Step::RemoveStaticLibraries));
     }
 }

@@ -3,7 +3,8 @@
 //! It mounts config drives and CD-ROMs for the settings sources ([`drive`]) and runs the VM's
 //! bootstrap ([`Platform::bootstrap`], one module per concern: [`users`], [`ipv6`], [`hostname`],
 //! [`interfaces`] and [`networkd`], [`device_path`], [`raw_ephemeral`], [`partition`] and
-//! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`ntp`], [`firewall`], with
+//! [`ephemeral`], [`root_disk`] (carve and growth), [`layout`], [`ntp`], [`firewall`],
+//! [`remove_listed`] (`remove_dev_tools`, `remove_static_libraries`), with
 //! [`mounter`] and [`files`] shared). The NATS chain of the [`firewall`] is rewritten through
 //! [`Platform::update_nats_firewall`]; jobs add their rules to its monit chain with
 //! `bosh-enable-monit-access` ([`monit_access`]). Of the other [`Platform`] operations it implements vitals
@@ -35,6 +36,7 @@ pub mod partition;
 pub mod persistent;
 pub mod power;
 pub mod raw_ephemeral;
+pub mod remove_listed;
 pub mod root_disk;
 pub mod ssh_users;
 pub mod systemd;
@@ -505,6 +507,24 @@ impl Platform for LinuxPlatform {
                 }
                 Ok(())
             }
+            Step::RemoveDevTools if settings.env.bosh.remove_dev_tools => {
+                remove_listed::remove_listed(
+                    runner,
+                    &self.host,
+                    &self.dirs.etc_dir().join(remove_listed::DEV_TOOLS_LIST),
+                )
+            }
+            Step::RemoveStaticLibraries if settings.env.bosh.remove_static_libraries => {
+                remove_listed::remove_listed(
+                    runner,
+                    &self.host,
+                    &self
+                        .dirs
+                        .etc_dir()
+                        .join(remove_listed::STATIC_LIBRARIES_LIST),
+                )
+            }
+            Step::RemoveDevTools | Step::RemoveStaticLibraries => Ok(()),
         }
     }
 
