@@ -13,8 +13,8 @@
 //!   base dir and writes nothing outside it.
 //!
 //! The crate also mounts config drives and CD-ROMs for the settings sources
-//! ([`settings::source::Mounter`]). On Linux everything but the persistent-disk operations is real
-//! (those still fail with an `Unsupported` error).
+//! ([`settings::source::Mounter`]). On Linux everything is real but iSCSI disk lookup and
+//! `BindMountPersistentDisk` (warden and bosh-lite only), which fail with an `Unsupported` error.
 //! **Architecture invariant:** `platform` knows no protocol and no message bus.
 //!
 //! To add an operation: add the method to [`Platform`] with its concern's `Error`, implement it in

@@ -12,9 +12,9 @@
 //! Persistent disk hints (`bosh/persistent_disk_hints.json`, written by `add_persistent_disk`) are
 //! merged with the settings' disks here, hints winning, as in Go.
 //!
-//! Not here yet: tmpfs mode (`env.bosh.agent.settings.tmpfs`) keeps these files under `bosh/settings/`
-//! as Go does, but mounting the tmpfs there is the Linux platform's and arrives with it; so does
-//! filling in DHCP networks' addresses from the default route.
+//! Not done yet: tmpfs mode (`env.bosh.agent.settings.tmpfs`) keeps these files under
+//! `bosh/settings/` as Go does, but the Linux platform does not mount a tmpfs there; and DHCP
+//! networks' addresses are not filled in from the default route.
 
 use std::collections::BTreeMap;
 use std::io;
