@@ -223,7 +223,7 @@ fn build_in(runner: &dyn CommandRunner, options: &Options, work: &Path) -> Resul
         kernel_release: customize::kernel_release(&root).map_err(Error::Customize)?,
         version: options.version.clone(),
     };
-    let packages =
+    let customized =
         customize::customize(runner, &root, &options.agent, &inputs).map_err(Error::Customize)?;
     timings.customize = started.elapsed();
     tracing::info!(
@@ -247,7 +247,7 @@ fn build_in(runner: &dyn CommandRunner, options: &Options, work: &Path) -> Resul
     let sha1 = tarball::write_image(&qcow2, &image_path).map_err(Error::Tarball)?;
     let manifest = Manifest::new(&options.version, options.disk_size_mib, &sha1);
     let tarball_path = options.output.join(tarball::tarball_name(&options.version));
-    tarball::write_stemcell(&tarball_path, &manifest.to_yaml(), &packages, &image_path)
+    tarball::write_stemcell(&tarball_path, &manifest.to_yaml(), &customized, &image_path)
         .map_err(Error::Tarball)?;
     timings.tarball = started.elapsed();
     tracing::info!(secs = timings.tarball.as_secs_f64(), "tarball stage done");

@@ -416,15 +416,24 @@ pub fn write_files(root: &Path, files: &[File]) -> Result<(), Error> {
     Ok(())
 }
 
+/// What the tarball carries besides the image, read from the customised root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customized {
+    /// `packages.txt` (`dpkg-query -W`).
+    pub packages: String,
+    /// `dev_tools_file_list.txt`.
+    pub dev_tools: String,
+}
+
 /// Customises the debootstrapped `root`: the BOSH layout, the agent binary (copied from `agent`),
-/// the files of [`files`], the [`symlinks`], the vcap user, enabled units, no SSH host keys, and a
-/// fresh initramfs. Returns `packages.txt` (`dpkg-query -W`).
+/// the files of [`files`], the [`symlinks`], the vcap user, enabled units, no SSH host keys, a
+/// fresh initramfs, and the lists of [`dev_tools`](crate::dev_tools).
 pub fn customize(
     runner: &dyn CommandRunner,
     root: &Path,
     agent: &Path,
     inputs: &Inputs,
-) -> Result<String, Error> {
+) -> Result<Customized, Error> {
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source| Error::Write { path, source }
@@ -469,7 +478,11 @@ pub fn customize(
         mounts.unmount()?;
         result?
     };
-    Ok(packages)
+    let dev_tools = crate::dev_tools::write_lists(runner, root)?;
+    Ok(Customized {
+        packages,
+        dev_tools,
+    })
 }
 
 fn remove_ssh_host_keys(root: &Path) -> Result<(), Error> {
@@ -724,8 +737,19 @@ mod tests {
             runner.expect(&["umount", &format!("{r}/{dir}")], Reply::Ok(String::new()));
         }
 
-        let packages = customize(&runner, &root, &agent, &inputs()).unwrap();
-        assert_eq!(packages, "bash\t5.2.15-2+b7\n");
+        runner.expect(
+            &[
+                "chroot",
+                r,
+                "dpkg-query",
+                "-W",
+                "-f=${db:Status-Abbrev} ${Package}\n",
+            ],
+            Reply::Ok("ii  bash\n".into()),
+        );
+        let customized = customize(&runner, &root, &agent, &inputs()).unwrap();
+        assert_eq!(customized.packages, "bash\t5.2.15-2+b7\n");
+        assert_eq!(customized.dev_tools, "", "no dev tool package installed");
         assert!(runner.unused().is_empty(), "{:?}", runner.unused());
         let recorded = runner.recorded();
         let position = |program: &str, arg: &str| {

@@ -16,6 +16,7 @@ pub mod build;
 pub mod chroot;
 pub mod customize;
 pub mod debootstrap;
+pub mod dev_tools;
 pub mod image;
 pub mod manifest;
 pub mod run;

@@ -1,5 +1,5 @@
 //! The stemcell tarball in the BOSH layout: `bosh-stemcell-<version>-qemu-kvm-debian-bookworm.tgz`
-//! holding `stemcell.MF`, `packages.txt` and `image`, itself a gzip'd tar of one file `root.img`
+//! holding `stemcell.MF`, `packages.txt`, `dev_tools_file_list.txt` and `image`, itself a gzip'd tar of one file `root.img`
 //! (the qcow2 disk). Both are written under a temporary name and renamed into place.
 //!
 //! The qcow2 clusters are already deflated (`qemu-img convert -c`), so both archives are gzip
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha1::{Digest, Sha1};
+
+use crate::customize::Customized;
 
 /// The name of the disk inside `image`.
 pub const ROOT_IMG: &str = "root.img";
@@ -49,11 +51,12 @@ pub fn write_image(qcow2: &Path, image: &Path) -> Result<String, Error> {
     })
 }
 
-/// Writes the stemcell tarball at `tarball`: `stemcell.MF`, `packages.txt`, then `image`.
+/// Writes the stemcell tarball at `tarball`: `stemcell.MF`, `packages.txt`,
+/// `dev_tools_file_list.txt`, then `image`.
 pub fn write_stemcell(
     tarball: &Path,
     manifest_yaml: &str,
-    packages_txt: &str,
+    customized: &Customized,
     image: &Path,
 ) -> Result<(), Error> {
     write_atomically(tarball, |file| {
@@ -61,7 +64,8 @@ pub fn write_stemcell(
         builder.sparse(false);
         for (name, content) in [
             ("stemcell.MF", manifest_yaml.as_bytes()),
-            ("packages.txt", packages_txt.as_bytes()),
+            ("packages.txt", customized.packages.as_bytes()),
+            ("dev_tools_file_list.txt", customized.dev_tools.as_bytes()),
         ] {
             let mut header = tar::Header::new_gnu();
             header.set_size(content.len() as u64);
@@ -150,13 +154,26 @@ mod tests {
         );
 
         let tarball = dir.path().join(tarball_name("1.0"));
-        write_stemcell(&tarball, "name: x\n", "bash\t5.2\n", &image).unwrap();
+        let customized = Customized {
+            packages: "bash\t5.2\n".into(),
+            dev_tools: "/usr/bin/gcc-12\n".into(),
+        };
+        write_stemcell(&tarball, "name: x\n", &customized, &image).unwrap();
         let got = entries(&tarball);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["stemcell.MF", "packages.txt", "image"]);
+        assert_eq!(
+            names,
+            [
+                "stemcell.MF",
+                "packages.txt",
+                "dev_tools_file_list.txt",
+                "image"
+            ]
+        );
         assert_eq!(got[0].1, b"name: x\n");
         assert_eq!(got[1].1, b"bash\t5.2\n");
-        assert_eq!(got[2].1, fs::read(&image).unwrap());
+        assert_eq!(got[2].1, b"/usr/bin/gcc-12\n");
+        assert_eq!(got[3].1, fs::read(&image).unwrap());
         assert!(
             !dir.path()
                 .join("bosh-stemcell-1.0-qemu-kvm-debian-bookworm.tgz.partial")

@@ -117,10 +117,31 @@ fn builds_a_bootable_stemcell_with_the_agent() {
         .collect();
     assert_eq!(leftovers.len(), 1, "the work dir is removed: {leftovers:?}");
 
-    // The tarball: stemcell.MF, packages.txt, image.
+    // The tarball: stemcell.MF, packages.txt, dev_tools_file_list.txt, image.
     let entries = untar_gz(&tarball);
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["stemcell.MF", "packages.txt", "image"]);
+    assert_eq!(
+        names,
+        [
+            "stemcell.MF",
+            "packages.txt",
+            "dev_tools_file_list.txt",
+            "image"
+        ]
+    );
+    let dev_tools = String::from_utf8(entries[2].1.clone()).unwrap();
+    for file in [
+        "/usr/bin/x86_64-linux-gnu-gcc-12",
+        "/usr/bin/make",
+        "/usr/include/stdio.h",
+    ] {
+        assert!(
+            dev_tools.lines().any(|line| line == file),
+            "{file} not in dev_tools_file_list.txt"
+        );
+    }
+    // The image: entries[3].
+    let entries = [entries[0].clone(), entries[1].clone(), entries[3].clone()];
     let manifest: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&entries[0].1).unwrap();
     let field = |key: &str| manifest[key].clone();
     assert_eq!(
@@ -214,6 +235,21 @@ fn builds_a_bootable_stemcell_with_the_agent() {
     assert_eq!(
         read_in_image(&raw, "/var/vcap/bosh/agent.json"),
         customize::agent_json().as_bytes()
+    );
+    assert_eq!(
+        read_in_image(&raw, "/var/vcap/bosh/etc/dev_tools_file_list"),
+        dev_tools.as_bytes()
+    );
+    let static_libraries = String::from_utf8(read_in_image(
+        &raw,
+        "/var/vcap/bosh/etc/static_libraries_list",
+    ))
+    .unwrap();
+    assert!(
+        static_libraries
+            .lines()
+            .any(|line| line == "/usr/lib/x86_64-linux-gnu/libc.a"),
+        "{static_libraries}"
     );
     assert_eq!(
         read_in_image(&raw, "/etc/systemd/system/bosh-agent.service"),

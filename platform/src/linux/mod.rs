@@ -509,14 +509,12 @@ impl Platform for LinuxPlatform {
             }
             Step::RemoveDevTools if settings.env.bosh.remove_dev_tools => {
                 remove_listed::remove_listed(
-                    runner,
                     &self.host,
                     &self.dirs.etc_dir().join(remove_listed::DEV_TOOLS_LIST),
                 )
             }
             Step::RemoveStaticLibraries if settings.env.bosh.remove_static_libraries => {
                 remove_listed::remove_listed(
-                    runner,
                     &self.host,
                     &self
                         .dirs
