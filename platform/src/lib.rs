@@ -127,6 +127,9 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Flushes the ARP cache entries of `ips`.
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error>;
 
+    /// The network of the default route (IPv6 when `ipv6`): what a DHCP network got.
+    fn default_network(&self, ipv6: bool) -> Result<net::DefaultNetwork, net::Error>;
+
     /// Powers the VM off.
     fn shutdown(&self) -> Result<(), power::Error>;
 

@@ -34,6 +34,23 @@ pub enum Error {
     /// The dummy platform's state files could not be written.
     #[error(transparent)]
     State(#[from] dummy::state::Error),
+    /// The default route or its interface's address could not be found; the text says which
+    /// (Go's texts).
+    #[error("{0}")]
+    DefaultNetwork(String),
+}
+
+/// What a DHCP network got: the default route's interface address, its netmask and the route's
+/// gateway ([`Platform::default_network`](crate::Platform::default_network)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct DefaultNetwork {
+    /// The address.
+    pub ip: String,
+    /// Its netmask.
+    pub netmask: String,
+    /// The default gateway.
+    pub gateway: String,
 }
 
 /// `pub type Result<T>` of this module.

@@ -128,6 +128,18 @@ pub struct Context {
 }
 
 impl Context {
+    /// The settings' networks with the DHCP ones' addresses filled in from the default route (Go's
+    /// `GetSettings`; [`apply::resolve_dhcp_settings`]).
+    pub async fn resolved_networks(self: &Arc<Self>) -> Result<settings::model::Networks> {
+        let mut networks = self.settings.settings().networks;
+        let platform = self.platform.clone();
+        blocking(move || {
+            apply::resolve_dhcp_settings(&mut networks, |ipv6| platform.default_network(ipv6));
+            Ok(networks)
+        })
+        .await
+    }
+
     /// The blobstore of the current settings (update settings, then `env.bosh.blobstores`, then
     /// `blobstore`), wrapped with retries and the local blob directories.
     pub async fn blobstore(self: &Arc<Self>) -> Result<Arc<dyn jobs::blobstore::Blobstore>> {

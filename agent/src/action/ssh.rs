@@ -44,9 +44,8 @@ async fn run(context: Arc<Context>, invocation: Invocation) -> Result {
             })
             .await?;
             let ip = context
-                .settings
-                .settings()
-                .networks
+                .resolved_networks()
+                .await?
                 .default_ip()
                 .map(str::to_owned)
                 .ok_or_else(|| error("No default ip could be found"))?;

@@ -194,6 +194,24 @@ impl Platform for DummyPlatform {
         self.record_arp_flushes(ips)
     }
 
+    /// Go's dummy: `bosh/dummy-default-network-settings.json` when there is one, else an empty
+    /// network.
+    fn default_network(
+        &self,
+        _ipv6: bool,
+    ) -> Result<crate::net::DefaultNetwork, crate::net::Error> {
+        let path = self
+            .dirs
+            .bosh_dir()
+            .join("dummy-default-network-settings.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                crate::net::Error::DefaultNetwork(format!("{}: {err}", path.display()))
+            }),
+            Err(_) => Ok(crate::net::DefaultNetwork::default()),
+        }
+    }
+
     fn shutdown(&self) -> Result<(), crate::power::Error> {
         self.record_shutdown()
     }

@@ -19,6 +19,7 @@
 //! steps against a temporary root, a recording runner and a recording service manager.
 
 pub mod certs;
+pub mod default_network;
 pub mod device_path;
 pub mod drive;
 pub mod ephemeral;
@@ -378,6 +379,10 @@ impl Platform for LinuxPlatform {
 
     fn delete_arp_entries(&self, ips: &[String]) -> Result<(), net::Error> {
         power::delete_arp_entries(self.runner.as_ref(), ips)
+    }
+
+    fn default_network(&self, ipv6: bool) -> Result<net::DefaultNetwork, net::Error> {
+        default_network::default_network(&self.host, ipv6)
     }
 
     fn shutdown(&self) -> Result<(), crate::power::Error> {
