@@ -67,7 +67,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     };
     let chain =
         SourceChain::from_options(&config.infrastructure.settings.sources, &source_context)?;
-    let settings = Arc::new(SettingsService::new(dirs.clone(), chain));
+    let settings = Arc::new(
+        SettingsService::new(dirs.clone(), chain)
+            .with_tmpfs_mounter(source_context.mounter.clone()),
+    );
     let loaded = settings.load().await.context("loading settings")?;
     let current = settings.settings();
     tracing::info!(origin = ?loaded.origin, agent_id = %current.agent_id, "settings loaded");
@@ -161,6 +164,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     };
 
     crate::bootstrap::run(context.clone(), crate::bootstrap::Phase::AfterNetworking).await?;
+    // The boot-once guard of tmpfs mode: a rebooted VM lost its secrets and must be recreated.
+    crate::bootonce::check_and_register(&dirs, current.tmpfs_enabled())?;
     // Job processes outlive the agent: the supervisor adopts them from their pidfiles.
     if let Err(err) = crate::action::start::load_jobs(&context).await {
         tracing::error!(error = %settings::source::error_chain(err.as_ref()), "loading the jobs' monit files");

@@ -25,6 +25,8 @@ pub mod alert;
 #[cfg(feature = "daemon")]
 pub mod app;
 #[cfg(feature = "daemon")]
+pub mod bootonce;
+#[cfg(feature = "daemon")]
 pub mod bootstrap;
 #[cfg(feature = "daemon")]
 pub mod bus;

@@ -35,7 +35,10 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     let config = AgentConfig::from_path(config_path)?;
-    let context = SourceContext { mounter, retry };
+    let context = SourceContext {
+        mounter: mounter.clone(),
+        retry,
+    };
     let chain = SourceChain::from_options(&config.infrastructure.settings.sources, &context)
         .with_context(|| format!("building settings sources from {}", config_path.display()))?;
     writeln!(
@@ -46,7 +49,7 @@ pub async fn run(
     for (index, source) in chain.sources().iter().enumerate() {
         writeln!(out, "  {}. {}", index + 1, source.describe())?;
     }
-    let service = SettingsService::new(dirs.clone(), chain);
+    let service = SettingsService::new(dirs.clone(), chain).with_tmpfs_mounter(mounter);
     let loaded = service.load().await;
     let (attempts, outcome) = match &loaded {
         Ok(loaded) => {

@@ -36,6 +36,11 @@ impl Dirs {
         self.bosh_dir().join("settings")
     }
 
+    /// `bosh/canrestart/`: a tmpfs in tmpfs mode, which an agent restart keeps and a reboot does not.
+    pub fn can_restart_dir(&self) -> PathBuf {
+        self.bosh_dir().join("canrestart")
+    }
+
     /// `bosh/etc/`.
     pub fn etc_dir(&self) -> PathBuf {
         self.bosh_dir().join("etc")

@@ -5,21 +5,22 @@
 //! and rewrites the cache `bosh/settings.json` atomically (mode 0600: it holds the mbus private key and
 //! blobstore credentials). When every source fails, the cache is used; when the cache is missing or
 //! unusable too, the sources' error is returned (with what was wrong with the cache). In tmpfs mode
-//! the cache lives on the settings tmpfs (`bosh/settings/settings.json`), which survives an agent
-//! restart but not a reboot; the fallback looks there when there is no `bosh/settings.json`. A bad document
+//! the cache lives on the settings tmpfs (`bosh/settings/settings.json`, mounted through the
+//! platform's [`Mounter`](source::Mounter) before the first write; without a mounter nothing is
+//! written and loading fails, so secrets never land on disk), which survives an agent restart but
+//! not a reboot; the fallback looks there when there is no `bosh/settings.json`. A bad document
 //! never replaces a good cache: only settings that parsed and carry an `agent_id` are written.
 //!
 //! Persistent disk hints (`bosh/persistent_disk_hints.json`, written by `add_persistent_disk`) are
 //! merged with the settings' disks here, hints winning, as in Go.
 //!
-//! Not done yet: tmpfs mode (`env.bosh.agent.settings.tmpfs`) keeps these files under
-//! `bosh/settings/` as Go does, but the Linux platform does not mount a tmpfs there; and DHCP
-//! networks' addresses are not filled in from the default route.
+//! DHCP networks' addresses are filled in from the default route by the agent
+//! (`resolved_networks`), which knows the platform.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::dirs::Dirs;
 use crate::model::{self, DiskSettings, Settings, UpdateSettings};
@@ -35,6 +36,7 @@ pub struct SettingsService {
     dirs: Dirs,
     chain: SourceChain,
     current: Mutex<Settings>,
+    tmpfs: Option<Arc<dyn source::Mounter>>,
 }
 
 /// Where the loaded settings came from.
@@ -66,6 +68,15 @@ pub enum Error {
         /// Why the sources failed.
         #[source]
         source: source::Error,
+    },
+    /// The settings tmpfs could not be mounted (or no mounter was given); nothing was written.
+    #[error("Setting up settings tmpfs on {}", .dir.display())]
+    Tmpfs {
+        /// `bosh/settings/`.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: source::MountError,
     },
     /// A state file could not be read.
     #[error("reading {}", .path.display())]
@@ -109,7 +120,14 @@ impl SettingsService {
             dirs,
             chain,
             current: Mutex::new(Settings::default()),
+            tmpfs: None,
         }
+    }
+
+    /// This service, mounting the settings tmpfs through `mounter` in tmpfs mode.
+    pub fn with_tmpfs_mounter(mut self, mounter: Arc<dyn source::Mounter>) -> SettingsService {
+        self.tmpfs = Some(mounter);
+        self
     }
 
     /// The source chain, e.g. to fetch the IaaS SSH key.
@@ -121,6 +139,7 @@ impl SettingsService {
     pub async fn load(&self) -> Result<Loaded, Error> {
         let (fetched, attempts) = self.chain.settings_with_attempts().await;
         let dirs = self.dirs.clone();
+        let tmpfs_mounter = self.tmpfs.clone();
         let (settings, origin) = match fetched {
             Ok(settings) => {
                 let origin = Origin::Source(
@@ -132,6 +151,16 @@ impl SettingsService {
                 let settings = blocking(move || {
                     let mut settings = settings;
                     let tmpfs = settings.env.bosh.agent.settings.tmpfs;
+                    if tmpfs {
+                        let dir = dirs.bosh_settings_dir();
+                        let mounter = tmpfs_mounter.ok_or_else(|| Error::Tmpfs {
+                            dir: dir.clone(),
+                            source: "this agent has no way to mount a tmpfs".into(),
+                        })?;
+                        mounter
+                            .mount_settings_tmpfs(&dir)
+                            .map_err(|source| Error::Tmpfs { dir, source })?;
+                    }
                     settings.update_settings =
                         read_update_settings(&dirs.update_settings_file(tmpfs))?;
                     write_state_file(&dirs.settings_file(tmpfs), &settings)?;

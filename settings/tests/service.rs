@@ -484,3 +484,33 @@ async fn a_tmpfs_mode_cache_is_used_after_an_agent_restart() {
     );
     assert_eq!(service.settings().agent_id, "agent-tmpfs");
 }
+
+#[tokio::test]
+async fn tmpfs_mode_mounts_the_settings_tmpfs_before_writing_and_without_a_mounter_writes_nothing()
+{
+    let fx = Fixture::new();
+    fx.write_source(
+        r#"{"agent_id":"agent-tmpfs","env":{"bosh":{"agent":{"settings":{"tmpfs":true}}}}}"#,
+    );
+    // No mounter: the secrets are not written to disk, and loading fails naming the tmpfs.
+    let err = fx.service().load().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Tmpfs { dir, .. } if *dir == fx.dirs.bosh_settings_dir()),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(!fx.dirs.settings_file(true).exists());
+    assert!(!fx.dirs.settings_file(false).exists());
+
+    let mounter = std::sync::Arc::new(crate::support::mounter::FakeMounter::new());
+    let service = fx.service().with_tmpfs_mounter(mounter.clone());
+    service.load().await.unwrap();
+    assert_eq!(
+        mounter.events(),
+        [crate::support::mounter::Event::Tmpfs(
+            fx.dirs.bosh_settings_dir()
+        )]
+    );
+    assert_eq!(mode(&fx.dirs.settings_file(true)), 0o600);
+    assert!(!fx.dirs.settings_file(false).exists());
+}

@@ -47,6 +47,13 @@ impl Mounter for DummyDriveMounter {
         }
         Ok(Box::new(DirectoryDrive(self.cdrom_dir.clone())))
     }
+
+    /// A plain directory: the dummy platform mounts nothing.
+    fn mount_settings_tmpfs(&self, dir: &Path) -> Result<(), MountError> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

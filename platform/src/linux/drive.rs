@@ -109,6 +109,18 @@ impl Mounter for LinuxDriveMounter {
         self.wait_readable(&device)?;
         self.mount(&device, true)
     }
+
+    fn mount_settings_tmpfs(&self, dir: &Path) -> Result<(), MountError> {
+        crate::linux::files::ensure_dir(dir, 0o700)?;
+        crate::linux::mounter::Mounter {
+            runner: self.runner.as_ref(),
+            host: &self.host,
+        }
+        .mount_tmpfs(dir, "16m")?;
+        // A fresh tmpfs's root is 1777; the settings' directory is root's alone.
+        crate::linux::files::set_mode(dir, 0o700)?;
+        Ok(())
+    }
 }
 
 /// A drive mounted by [`LinuxDriveMounter`]; its directory is removed after unmounting.

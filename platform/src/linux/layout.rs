@@ -196,7 +196,7 @@ impl Layout<'_> {
 
     /// `bosh/canrestart` on a 16m tmpfs (tmpfs mode: it vanishes with a reboot).
     pub fn setup_can_restart_dir(&self) -> Result<()> {
-        let dir = self.dirs.bosh_dir().join("canrestart");
+        let dir = self.dirs.can_restart_dir();
         files::ensure_dir(&dir, 0o740)?;
         self.mounter().mount_tmpfs(&dir, "16m")?;
         files::chown(self.runner, ROOT_VCAP, &dir)

@@ -69,6 +69,10 @@ pub trait Mounter: Send + Sync + fmt::Debug {
     /// Makes the CD-ROM drive ready (udev settle, wait until readable) and mounts it read-only.
     /// Releasing the drive unmounts it and ejects the disc.
     fn mount_cdrom(&self) -> Result<Box<dyn MountedDrive>, MountError>;
+
+    /// Makes `dir` (mode 0700) and mounts a 16 MiB tmpfs on it unless one is there already: where
+    /// the settings live in tmpfs mode (Go's `SetupBoshSettingsDisk`).
+    fn mount_settings_tmpfs(&self, dir: &Path) -> Result<(), MountError>;
 }
 
 /// A drive mounted by a [`Mounter`].

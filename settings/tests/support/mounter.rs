@@ -16,6 +16,8 @@ pub enum Event {
     Refused(String),
     /// A mounted device was released.
     Released(String),
+    /// The settings tmpfs was mounted on a directory.
+    Tmpfs(PathBuf),
 }
 
 /// Mounts known devices by handing out their fixture directory.
@@ -71,7 +73,7 @@ impl FakeMounter {
                     assert!(at.is_some(), "{name} released but not mounted: {events:?}");
                     open.remove(at.unwrap_or_default());
                 }
-                Event::Refused(_) => {}
+                Event::Refused(_) | Event::Tmpfs(_) => {}
             }
         }
         assert!(open.is_empty(), "still mounted: {open:?} in {events:?}");
@@ -110,6 +112,12 @@ impl Mounter for FakeMounter {
 
     fn mount_cdrom(&self) -> Result<Box<dyn MountedDrive>, MountError> {
         self.mount(CDROM.to_owned(), self.cdrom.as_ref())
+    }
+
+    fn mount_settings_tmpfs(&self, dir: &Path) -> Result<(), MountError> {
+        std::fs::create_dir_all(dir)?;
+        self.record(Event::Tmpfs(dir.to_owned()));
+        Ok(())
     }
 }
 
