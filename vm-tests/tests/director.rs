@@ -2,8 +2,8 @@
 //! uploaded with `create_stemcell`, the `hello` package compiled on a compilation VM, two instances
 //! with persistent disks created, updated canary first and running; a bigger disk is a new disk the
 //! data migrates to; a VM killed behind the director's back (its QEMU SIGKILLed) is found silent by
-//! the health monitor and resurrected with its persistent disk and data; then the deployment is
-//! deleted with its VMs.
+//! the health monitor and resurrected with its persistent disk and data, and its agent, restarted
+//! without the job's directories, makes them again; then the deployment is deleted with its VMs.
 //!
 //! The director runs its own NATS and blobstore on host loopback; the CPI forwards guest addresses
 //! to them (`10.0.2.100` for NATS, `10.0.2.101` for the blobstore) and rewrites the URLs agents
@@ -448,5 +448,19 @@ fn resurrect_a_killed_vm(runtime: &tokio::runtime::Runtime, director: &Director,
     assert!(
         starts > starts_before,
         "the job started again on the same disk: {starts_before} then {starts}"
+    );
+
+    // §5.1 step 25: an agent that starts without the job's directories (a new or wiped ephemeral
+    // disk) makes them again as `apply` does: 0770 root:vcap (the job's ctl would make 0755 ones).
+    machine.succeed(
+        "rm -rf /var/vcap/data/sys/run/hello /var/vcap/data/hello && systemctl restart bosh-agent",
+    );
+    machine.wait_until_succeeds(
+        "test -d /var/vcap/data/sys/run/hello && test -d /var/vcap/data/hello",
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        machine.succeed("stat -c '%a %U:%G' /var/vcap/data/sys/run/hello /var/vcap/data/hello"),
+        "770 root:vcap\n770 root:vcap\n"
     );
 }
