@@ -330,6 +330,11 @@ impl World {
         }
     }
 
+    /// Runs `future` on the world's runtime (a CPI call, say) until it completes.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     /// Sends `method(arguments)` to agent `agent_id` and waits up to `timeout` for the answer (a
     /// task's result for async methods).
     pub fn call(

@@ -12,7 +12,9 @@
 //! `attach_disk` hot-plugs the disk into the running QEMU over QMP (`blockdev-add` of a qcow2
 //! node over the file, then `device_add` of a `virtio-blk-pci` with the serial and a stable id)
 //! and answers the hint `{"id": <serial>, "path": "/dev/vd<letter>"}`, the letter being the first
-//! from `c` no other attached disk has. `detach_disk` asks for the device to go (`device_del`),
+//! from `c` no other attached disk has. On a VM with `persistent_disk_bus: scsi` the device is a
+//! `scsi-hd` on the VM's virtio-scsi controller at the first free lun, its serial the disk's
+//! without dashes, and the hint `{"id": <serial>, "lun": "<lun>"}`. `detach_disk` asks for the device to go (`device_del`),
 //! waits for QEMU's `DEVICE_DELETED` (which needs a guest OS that acknowledges the ACPI eject
 //! request: without one it times out with a clear error and the disk stays attached), then
 //! removes the node (`blockdev-del`). `resize_disk` runs `qemu-img resize` on a detached disk
@@ -27,7 +29,7 @@ use thin_director::process_cpi::wire::Request;
 
 use crate::qemu_cpi::QemuCpi;
 use crate::qemu_cpi::error::{Error, Result};
-use crate::qemu_cpi::qemu::{device_id, node_name};
+use crate::qemu_cpi::qemu::{SCSI_CONTROLLER, device_id, node_name};
 use crate::qemu_cpi::qmp::{self, Qmp};
 use crate::qemu_cpi::store;
 use crate::qemu_cpi::vm::{self, Attachment};
@@ -111,13 +113,36 @@ pub fn attach_disk(cpi: &QemuCpi, request: &Request) -> Result<Value> {
     if let Some(attachment) = record.attached.get(disk_cid) {
         return Ok(attachment.hint());
     }
-    let letter = ('c'..='z')
-        .find(|letter| {
-            let path = format!("/dev/vd{letter}");
-            record.attached.values().all(|other| other.path != path)
-        })
-        .ok_or_else(|| Error::NoDeviceName(vm_cid.to_owned()))?;
-    let serial = store::disk_serial(disk_cid);
+    // A SCSI disk gets the first free lun and a serial without dashes (the agent's `scsi`
+    // resolution looks for `/dev/disk/by-id/*<id without dashes>`, as for vSphere's ids); a
+    // virtio disk the first free letter of its hint's path.
+    let (serial, path, lun) = if record.machine.scsi_disks {
+        let lun = (0..=255u32)
+            .find(|lun| {
+                record
+                    .attached
+                    .values()
+                    .all(|other| other.lun != Some(*lun))
+            })
+            .ok_or_else(|| Error::NoDeviceName(vm_cid.to_owned()))?;
+        (
+            store::disk_serial(disk_cid).replace('-', ""),
+            String::new(),
+            Some(lun),
+        )
+    } else {
+        let letter = ('c'..='z')
+            .find(|letter| {
+                let path = format!("/dev/vd{letter}");
+                record.attached.values().all(|other| other.path != path)
+            })
+            .ok_or_else(|| Error::NoDeviceName(vm_cid.to_owned()))?;
+        (
+            store::disk_serial(disk_cid),
+            format!("/dev/vd{letter}"),
+            None,
+        )
+    };
     let vm_dir = cpi.store.vm_dir(vm_cid);
     let mut qmp = vm::connect(vm_cid, &vm_dir)?;
     let step = format!("attaching disk '{disk_cid}'");
@@ -131,23 +156,30 @@ pub fn attach_disk(cpi: &QemuCpi, request: &Request) -> Result<Value> {
         })),
     )
     .map_err(Error::qmp(vm_cid, step.clone()))?;
-    let added = qmp.execute(
-        "device_add",
-        Some(json!({
+    let device = match lun {
+        None => json!({
             "driver": "virtio-blk-pci",
             "drive": node,
             "id": device_id(disk_cid),
             "serial": serial,
-        })),
-    );
+        }),
+        Some(lun) => json!({
+            "driver": "scsi-hd",
+            "bus": format!("{SCSI_CONTROLLER}.0"),
+            "channel": 0,
+            "scsi-id": 0,
+            "lun": lun,
+            "drive": node,
+            "id": device_id(disk_cid),
+            "serial": serial,
+        }),
+    };
+    let added = qmp.execute("device_add", Some(device));
     if let Err(err) = added {
         let _ = qmp.execute("blockdev-del", Some(json!({"node-name": node})));
         return Err(Error::qmp(vm_cid, step)(err));
     }
-    let attachment = Attachment {
-        serial,
-        path: format!("/dev/vd{letter}"),
-    };
+    let attachment = Attachment { serial, path, lun };
     let hint = attachment.hint();
     settings::attach(&mut record.settings, disk_cid, hint.clone());
     record.attached.insert(disk_cid.to_owned(), attachment);

@@ -51,6 +51,10 @@ pub struct Machine {
     /// `managed-nvme-<i>.qcow2`), before the raw ephemeral disks on the bus.
     #[serde(default)]
     pub managed_nvme_serials: Vec<String>,
+    /// Whether persistent disks go on a virtio-scsi controller (`persistent_disk_bus: scsi`)
+    /// rather than on the PCI bus as virtio disks.
+    #[serde(default)]
+    pub scsi_disks: bool,
     /// Guest addresses forwarded to host loopback services.
     pub forwards: Vec<Forward>,
     /// The `qemu-cpi` executable QEMU runs as `relay` for each forwarded connection.
@@ -58,6 +62,9 @@ pub struct Machine {
     /// Whether the test shell console is there.
     pub test_shell: bool,
 }
+
+/// The QEMU id of the virtio-scsi controller of VMs with `scsi_disks`.
+pub const SCSI_CONTROLLER: &str = "scsi0";
 
 /// A persistent disk attached when QEMU starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +75,8 @@ pub struct StartDisk {
     pub serial: String,
     /// Its image.
     pub image: PathBuf,
+    /// Its lun on the SCSI controller; `None` for a virtio disk.
+    pub lun: Option<u32>,
 }
 
 /// QEMU's arguments (without the program) for the VM `vm_cid` in `vm_dir`.
@@ -160,7 +169,17 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
         "-device".into(),
         format!("virtio-net-pci,netdev=net0,mac={}", machine.mac),
     ]);
+    if machine.scsi_disks {
+        args.extend([
+            "-device".into(),
+            format!("virtio-scsi-pci,id={SCSI_CONTROLLER}"),
+        ]);
+    }
     for disk in disks {
+        let device = match disk.lun {
+            None => "virtio-blk-pci".to_owned(),
+            Some(lun) => format!("scsi-hd,bus={SCSI_CONTROLLER}.0,channel=0,scsi-id=0,lun={lun}"),
+        };
         args.extend([
             "-blockdev".into(),
             format!(
@@ -170,7 +189,7 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
             ),
             "-device".into(),
             format!(
-                "virtio-blk-pci,drive={},id={},serial={}",
+                "{device},drive={},id={},serial={}",
                 node_name(&disk.disk_cid),
                 device_id(&disk.disk_cid),
                 disk.serial
@@ -245,6 +264,7 @@ mod tests {
             raw_ephemeral_serials: Vec::new(),
             raw_ephemeral_nvme: false,
             managed_nvme_serials: Vec::new(),
+            scsi_disks: false,
             forwards: vec![
                 Forward {
                     guest: "10.0.2.100:4222".parse().unwrap(),
@@ -388,6 +408,7 @@ mod tests {
             disk_cid: "disk-0123456789abcde".into(),
             serial: "disk-0123456789abcde".into(),
             image: "/s/disks/disk-0123456789abcde.qcow2".into(),
+            lun: None,
         }];
         let args = strings(argv("vm-1", Path::new("/v"), &machine, &disks));
         assert!(args.contains(&"user,id=net0,restrict=on,net=10.0.2.0/24".to_owned()));
@@ -407,6 +428,32 @@ mod tests {
                 "socket,id=shell,path=/v/shell.sock,server=on,wait=off",
                 "-device",
                 "virtconsole,chardev=shell",
+            ]
+        );
+
+        // With SCSI disks: the controller, then each disk at its lun on it.
+        let machine = Machine {
+            scsi_disks: true,
+            test_shell: false,
+            ..machine
+        };
+        let disks = [StartDisk {
+            lun: Some(2),
+            serial: "disk0123456789abcde".into(),
+            ..disks[0].clone()
+        }];
+        let args = strings(argv("vm-1", Path::new("/v"), &machine, &disks));
+        assert_eq!(
+            args[args.len() - 6..],
+            [
+                "-device",
+                "virtio-scsi-pci,id=scsi0",
+                "-blockdev",
+                "driver=qcow2,node-name=drive-disk-0123456789abcde,file.driver=file,\
+                 file.filename=/s/disks/disk-0123456789abcde.qcow2",
+                "-device",
+                "scsi-hd,bus=scsi0.0,channel=0,scsi-id=0,lun=2,drive=drive-disk-0123456789abcde,\
+                 id=dev-disk-0123456789abcde,serial=disk0123456789abcde",
             ]
         );
     }

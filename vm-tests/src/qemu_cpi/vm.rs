@@ -20,7 +20,8 @@
 //! `disks.raw_ephemeral`; `raw_ephemeral_disk_bus: nvme` makes them NVMe controllers instead of
 //! virtio disks (a cloud's instance storage). `managed_nvme_disks` (sizes in MiB) adds NVMe disks
 //! the settings do not list, first on the bus, standing for a cloud's managed volumes (EBS on
-//! AWS Nitro) for the agent's instance-storage discovery. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}`
+//! AWS Nitro) for the agent's instance-storage discovery. `persistent_disk_bus: scsi` puts a
+//! virtio-scsi controller in the VM and attaches its persistent disks there as SCSI disks. `calculate_vm_cloud_properties` maps `{cpu, ram, ephemeral_disk_size}`
 //! to them.
 
 use std::collections::BTreeMap;
@@ -86,16 +87,23 @@ pub struct VmRecord {
 /// An attached persistent disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
-    /// Its virtio serial.
+    /// Its serial.
     pub serial: String,
-    /// The name the hint gives it in the guest (`/dev/vdc`).
+    /// The name the hint gives a virtio disk in the guest (`/dev/vdc`); empty for a SCSI disk.
     pub path: String,
+    /// A SCSI disk's lun.
+    #[serde(default)]
+    pub lun: Option<u32>,
 }
 
 impl Attachment {
-    /// The hint `attach_disk` returned.
+    /// The hint `attach_disk` returned: `{"id", "path"}` for a virtio disk, `{"id", "lun"}` for
+    /// a SCSI one (the agent's `scsi` resolution finds it by id after a rescan).
     pub fn hint(&self) -> Value {
-        json!({"id": self.serial, "path": self.path})
+        match self.lun {
+            None => json!({"id": self.serial, "path": self.path}),
+            Some(lun) => json!({"id": self.serial, "lun": lun.to_string()}),
+        }
     }
 }
 
@@ -116,6 +124,8 @@ pub struct Resources {
     pub raw_ephemeral_nvme: bool,
     /// The managed NVMe disks' sizes in MiB.
     pub managed_nvme_disks_mb: Vec<u64>,
+    /// Whether persistent disks go on a SCSI controller.
+    pub scsi_disks: bool,
 }
 
 /// `create_vm(agent_id, stemcell_cid, cloud_properties, networks, disk_cids, environment)`:
@@ -185,6 +195,7 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
             .map(|index| store::raw_ephemeral_serial(&vm_cid, index))
             .collect(),
         raw_ephemeral_nvme: resources.raw_ephemeral_nvme,
+        scsi_disks: resources.scsi_disks,
         managed_nvme_serials: (0..resources.managed_nvme_disks_mb.len())
             .map(|index| store::managed_nvme_serial(&vm_cid, index))
             .collect(),
@@ -392,6 +403,16 @@ pub fn resources(
             ));
         }
     };
+    let scsi_disks = match cloud_properties.get("persistent_disk_bus") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(bus)) if bus == "virtio" => false,
+        Some(Value::String(bus)) if bus == "scsi" => true,
+        Some(other) => {
+            return Err(format!(
+                "persistent_disk_bus must be \"virtio\" or \"scsi\", got {other}"
+            ));
+        }
+    };
     Ok(Resources {
         cpus: read("cpu", cpi.config.cpus)?,
         memory_mb: read("ram", cpi.config.memory_mb)?,
@@ -400,6 +421,7 @@ pub fn resources(
         raw_ephemeral_disks_mb: sizes("raw_ephemeral_disks")?,
         raw_ephemeral_nvme,
         managed_nvme_disks_mb: sizes("managed_nvme_disks")?,
+        scsi_disks,
     })
 }
 
@@ -467,6 +489,7 @@ fn start(cpi: &QemuCpi, vm_cid: &str, vm_dir: &Path, record: &VmRecord) -> Resul
             disk_cid: disk_cid.clone(),
             serial: attachment.serial.clone(),
             image: cpi.store.disk_image(disk_cid),
+            lun: attachment.lun,
         })
         .collect();
     let argv = qemu::argv(vm_cid, vm_dir, &record.machine, &disks);
@@ -559,6 +582,7 @@ mod tests {
                 raw_ephemeral_disks_mb: vec![],
                 raw_ephemeral_nvme: false,
                 managed_nvme_disks_mb: vec![],
+                scsi_disks: false,
             }
         );
         assert_eq!(
@@ -575,6 +599,7 @@ mod tests {
                 raw_ephemeral_disks_mb: vec![],
                 raw_ephemeral_nvme: false,
                 managed_nvme_disks_mb: vec![],
+                scsi_disks: false,
             }
         );
         assert_eq!(
@@ -592,6 +617,7 @@ mod tests {
                 raw_ephemeral_disks_mb: vec![512, 256],
                 raw_ephemeral_nvme: false,
                 managed_nvme_disks_mb: vec![],
+                scsi_disks: false,
             }
         );
         let nitro = resources(
@@ -605,6 +631,16 @@ mod tests {
         assert!(nitro.raw_ephemeral_nvme);
         assert_eq!(nitro.raw_ephemeral_disks_mb, [64, 48]);
         assert_eq!(nitro.managed_nvme_disks_mb, [32]);
+        assert!(!nitro.scsi_disks);
+        assert!(
+            resources(&object(json!({"persistent_disk_bus": "scsi"})), &cpi)
+                .unwrap()
+                .scsi_disks
+        );
+        assert_eq!(
+            resources(&object(json!({"persistent_disk_bus": "ide"})), &cpi).unwrap_err(),
+            "persistent_disk_bus must be \"virtio\" or \"scsi\", got \"ide\""
+        );
         assert_eq!(
             resources(&object(json!({"raw_ephemeral_disk_bus": "scsi"})), &cpi).unwrap_err(),
             "raw_ephemeral_disk_bus must be \"virtio\" or \"nvme\", got \"scsi\""

@@ -22,6 +22,15 @@ pub fn qemu_cpi() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_qemu-cpi"))
 }
 
+/// A runner of the world's QEMU CPI, as a director runs it (logging to the world's `cpi.log`).
+pub fn cpi(world: &World) -> thin_director::cpi::Cpi {
+    let mut config = thin_director::cpi::Config::new(qemu_cpi(), "vm-tests");
+    config.args = vec!["--config".into(), world.dir().join("cpi.json").into()];
+    config.log = Some(world.dir().join("cpi.log"));
+    config.timeout = Duration::from_secs(300);
+    thin_director::cpi::Cpi::new(config)
+}
+
 /// A world with this crate's QEMU CPI.
 pub fn world() -> World {
     World::start(&WorldConfig::new(qemu_cpi())).unwrap_or_else(|err| panic!("{err:#}"))

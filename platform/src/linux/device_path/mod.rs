@@ -270,7 +270,7 @@ pub enum Found {
     TimedOut(String),
 }
 
-/// The device the one link of `/dev/disk/by-id/` whose name matches `glob` points at.
+/// The one device the links of `/dev/disk/by-id/` whose names match `glob` point at.
 fn find_by_id(host: &HostPaths, glob: &str) -> Result<Option<PathBuf>> {
     let dir = host.dev("disk/by-id");
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -278,14 +278,18 @@ fn find_by_id(host: &HostPaths, glob: &str) -> Result<Option<PathBuf>> {
     };
     let pattern = glob::Pattern::new(glob)
         .map_err(|err| Error::Settings(format!("the disk id glob '{glob}': {err}")))?;
-    let matches: Vec<PathBuf> = entries
+    // Several links may name one disk (udev makes `scsi-0…` and `scsi-S…` for the same SCSI
+    // disk); links to different disks are an error, never a guess.
+    let mut devices: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok())
         .filter(|entry| pattern.matches(&entry.file_name().to_string_lossy()))
-        .map(|entry| entry.path())
+        .filter_map(|entry| std::fs::canonicalize(entry.path()).ok())
         .collect();
-    match matches.as_slice() {
+    devices.sort();
+    devices.dedup();
+    match devices.as_slice() {
         [] => Ok(None),
-        [link] => Ok(std::fs::canonicalize(link).ok()),
+        [device] => Ok(Some(device.clone())),
         _ => Err(Error::Host(format!(
             "more than one disk matched {}/{glob}",
             dir.display()
@@ -482,6 +486,33 @@ mod tests {
             "Neither ID, VolumeID nor (Lun, HostDeviceID) provided in disk settings"
         );
         assert!(runner.recorded().is_empty());
+    }
+
+    #[test]
+    fn links_to_one_disk_are_one_match_and_links_to_two_disks_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(root.path()).unwrap();
+        fake_dev(&base);
+        std::fs::write(base.join("dev/sdc"), "").unwrap();
+        let by_id = base.join("dev/disk/by-id");
+        for link in [
+            "scsi-0QEMU_QEMU_HARDDISK_disk0abc",
+            "scsi-SQEMU_QEMU_HARDDISK_disk0abc",
+        ] {
+            std::os::unix::fs::symlink("../../vdb", by_id.join(link)).unwrap();
+        }
+        let host = HostPaths::with_root(&base);
+        assert_eq!(
+            find_by_id(&host, "*disk0abc").unwrap(),
+            Some(base.join("dev/vdb"))
+        );
+        std::os::unix::fs::symlink("../../sdc", by_id.join("wwn-disk0abc")).unwrap();
+        assert!(
+            find_by_id(&host, "*disk0abc")
+                .unwrap_err()
+                .to_string()
+                .starts_with("more than one disk matched")
+        );
     }
 
     #[test]
