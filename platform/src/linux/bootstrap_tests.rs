@@ -272,7 +272,7 @@ fn a_first_boot_runs_every_command_in_order() {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=16m",
+                "size=16m,mode=0750",
                 "tmpfs",
                 &data("sys/run"),
             ],

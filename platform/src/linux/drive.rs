@@ -116,9 +116,7 @@ impl Mounter for LinuxDriveMounter {
             runner: self.runner.as_ref(),
             host: &self.host,
         }
-        .mount_tmpfs(dir, "16m")?;
-        // A fresh tmpfs's root is 1777; the settings' directory is root's alone.
-        crate::linux::files::set_mode(dir, 0o700)?;
+        .mount_tmpfs(dir, "16m", 0o700)?;
         Ok(())
     }
 }

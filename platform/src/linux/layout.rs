@@ -156,8 +156,8 @@ impl Layout<'_> {
         files::ensure_dir(&sensitive, 0o700)?;
         if job_dir.tmpfs {
             let size = non_empty_or(&job_dir.tmpfs_size, "100m");
-            self.mounter().mount_tmpfs(&jobs, size)?;
-            self.mounter().mount_tmpfs(&sensitive, size)?;
+            self.mounter().mount_tmpfs(&jobs, size, 0o750)?;
+            self.mounter().mount_tmpfs(&sensitive, size, 0o700)?;
         }
         for dir in [&jobs, &sensitive, &dynamic_disks] {
             files::chown(self.runner, ROOT_VCAP, dir)?;
@@ -167,8 +167,11 @@ impl Layout<'_> {
         if !self.mounter().is_mount_point(&run)? {
             files::ensure_dir(&run, 0o750)?;
             self.mounter()
-                .mount_tmpfs(&run, non_empty_or(&run_dir.tmpfs_size, "16m"))?;
+                .mount_tmpfs(&run, non_empty_or(&run_dir.tmpfs_size, "16m"), 0o750)?;
             files::chown(self.runner, ROOT_VCAP, &run)?;
+        } else {
+            // Mounted by an agent that left the tmpfs's root 1777.
+            files::ensure_dir(&run, 0o750)?;
         }
         link(&sys, &self.dirs.base_dir().join("sys"))
     }
@@ -198,7 +201,7 @@ impl Layout<'_> {
     pub fn setup_can_restart_dir(&self) -> Result<()> {
         let dir = self.dirs.can_restart_dir();
         files::ensure_dir(&dir, 0o740)?;
-        self.mounter().mount_tmpfs(&dir, "16m")?;
+        self.mounter().mount_tmpfs(&dir, "16m", 0o740)?;
         files::chown(self.runner, ROOT_VCAP, &dir)
     }
 
@@ -322,7 +325,7 @@ mod tests {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=16m",
+                "size=16m,mode=0750",
                 "tmpfs",
                 &data("sys/run"),
             ]),
@@ -362,7 +365,7 @@ mod tests {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=64m",
+                "size=64m,mode=0750",
                 "tmpfs",
                 &data("jobs"),
             ],
@@ -374,7 +377,7 @@ mod tests {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=64m",
+                "size=64m,mode=0700",
                 "tmpfs",
                 &data("sensitive_blobs"),
             ],
@@ -386,7 +389,7 @@ mod tests {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=32m",
+                "size=32m,mode=0750",
                 "tmpfs",
                 &data("sys/run"),
             ],
@@ -553,7 +556,7 @@ mod tests {
                 "-t",
                 "tmpfs",
                 "-o",
-                "size=16m",
+                "size=16m,mode=0740",
                 "tmpfs",
                 &canrestart,
             ]),

@@ -65,8 +65,10 @@ impl Mounter<'_> {
         Ok(true)
     }
 
-    /// `mount -t tmpfs -o size=<size> tmpfs <dir>` unless something is mounted on `dir`.
-    pub fn mount_tmpfs(&self, dir: &Path, size: &str) -> Result<()> {
+    /// `mount -t tmpfs -o size=<size>,mode=<mode> tmpfs <dir>` unless something is mounted on
+    /// `dir`. The mode is given at mount time: a tmpfs's root is otherwise 1777, whatever the
+    /// directory under it was.
+    pub fn mount_tmpfs(&self, dir: &Path, size: &str, mode: u32) -> Result<()> {
         if self.is_mount_point(dir)? {
             return Ok(());
         }
@@ -74,7 +76,7 @@ impl Mounter<'_> {
             self.runner,
             Cmd::new("mount")
                 .args(["-t", "tmpfs", "-o"])
-                .arg(format!("size={size}"))
+                .arg(format!("size={size},mode={mode:04o}"))
                 .arg("tmpfs")
                 .arg(dir),
         )
@@ -235,7 +237,9 @@ mod tests {
                 &["nodev", "nosuid", "noexec"],
             )
             .unwrap();
-        mounter.mount_tmpfs(Path::new("/tmp"), "16m").unwrap();
+        mounter
+            .mount_tmpfs(Path::new("/tmp"), "16m", 0o1777)
+            .unwrap();
         assert_eq!(runner.recorded().len(), 2, "already hardened: only reads");
     }
 }
