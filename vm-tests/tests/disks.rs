@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use support::{PONG_TIMEOUT, SETTLE_TIMEOUT};
-use vm_tests::harness::{Machine, World};
+use thin_director::cpi::Cpi;
+use vm_tests::harness::{Machine, Vm, World};
 
 /// `env.persistent_disk_fs` of the VM.
 const FS: &str = "xfs";
@@ -68,6 +69,22 @@ fn guest_device(machine: &mut Machine, cid: &str) -> String {
         .to_owned()
 }
 
+/// Hot-plugs `disk` into `vm` through `cpi` and tells the agent with the CPI's hint
+/// (`add_persistent_disk`), as a director does; the disk's device in the guest.
+fn attach(world: &World, cpi: &Cpi, vm: &mut Vm, agent_id: &str, disk: &str) -> String {
+    let hint = world
+        .block_on(cpi.attach_disk(&vm.cid, disk))
+        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
+    let device = guest_device(&mut vm.machine, disk);
+    call(
+        world,
+        agent_id,
+        "add_persistent_disk",
+        vec![json!(disk), hint],
+    );
+    device
+}
+
 /// The disk's filesystem identity: its UUID, which a reformat changes.
 fn fs_identity(machine: &mut Machine, partition: &str) -> String {
     let uuid = machine.succeed(&format!("blkid -s UUID -o value {partition}"));
@@ -78,10 +95,6 @@ fn fs_identity(machine: &mut Machine, partition: &str) -> String {
 #[test]
 fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboot() {
     let mut world = support::world();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let cpi = support::cpi(&world);
     let agent_id = uuid::Uuid::new_v4().to_string();
     let mut env = world.env(&agent_id).unwrap();
@@ -98,26 +111,17 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
     vm.machine
         .wait_for_unit("bosh-agent.service", SETTLE_TIMEOUT);
 
-    let first = runtime
+    let first = world
         .block_on(cpi.create_disk(1024, &json!({}), Some(&vm.cid)))
         .unwrap_or_else(|err| panic!("create_disk: {err:#}"));
-    let second = runtime
+    let second = world
         .block_on(cpi.create_disk(2048, &json!({}), Some(&vm.cid)))
         .unwrap_or_else(|err| panic!("create_disk: {err:#}"));
 
     // The first disk: hot-plugged, told to the agent with the CPI's hint, partitioned, made xfs
     // and mounted on the store.
-    let hint = runtime
-        .block_on(cpi.attach_disk(&vm.cid, &first))
-        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
-    let first_dev = guest_device(&mut vm.machine, &first);
+    let first_dev = attach(&world, &cpi, &mut vm, &agent_id, &first);
     let first_part = format!("{first_dev}1");
-    call(
-        &world,
-        &agent_id,
-        "add_persistent_disk",
-        vec![json!(first), hint.clone()],
-    );
     call(&world, &agent_id, "mount_disk", vec![json!(first)]);
     let machine = &mut vm.machine;
     assert_eq!(mounted_on(machine, "/var/vcap/store"), [&first_part, FS]);
@@ -156,17 +160,8 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
 
     // The second disk goes to the migration target while the store is taken, then the data
     // moves onto it and it takes the store.
-    let hint2 = runtime
-        .block_on(cpi.attach_disk(&vm.cid, &second))
-        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
-    let second_dev = guest_device(&mut vm.machine, &second);
+    let second_dev = attach(&world, &cpi, &mut vm, &agent_id, &second);
     let second_part = format!("{second_dev}1");
-    call(
-        &world,
-        &agent_id,
-        "add_persistent_disk",
-        vec![json!(second), hint2.clone()],
-    );
     call(&world, &agent_id, "mount_disk", vec![json!(second)]);
     let machine = &mut vm.machine;
     assert_eq!(
@@ -210,7 +205,7 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
         "{message}"
     );
     let detached = Instant::now();
-    match runtime.block_on(cpi.call("detach_disk", &[json!(vm.cid), json!(first)], None)) {
+    match world.block_on(cpi.call("detach_disk", &[json!(vm.cid), json!(first)], None)) {
         Ok(_) => {
             vm.machine
                 .wait_until_fails(&format!("test -e {first_dev}"), SETTLE_TIMEOUT);
@@ -225,20 +220,11 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
     // The old disk grown by the CPI while detached, attached again: mounted on the migration
     // target (the store is taken) with its partition grown to the disk and its filesystem after
     // it, the data still there.
-    runtime
+    world
         .block_on(cpi.call("resize_disk", &[json!(first), json!(1536)], None))
         .unwrap_or_else(|err| panic!("resize_disk: {err:#}"));
-    let hint3 = runtime
-        .block_on(cpi.attach_disk(&vm.cid, &first))
-        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
-    let first_dev = guest_device(&mut vm.machine, &first);
+    let first_dev = attach(&world, &cpi, &mut vm, &agent_id, &first);
     let first_part = format!("{first_dev}1");
-    call(
-        &world,
-        &agent_id,
-        "add_persistent_disk",
-        vec![json!(first), hint3],
-    );
     call(&world, &agent_id, "mount_disk", vec![json!(first)]);
     let machine = &mut vm.machine;
     assert_eq!(
@@ -266,7 +252,7 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
         "persistent\n"
     );
     call(&world, &agent_id, "unmount_disk", vec![json!(first)]);
-    runtime
+    world
         .block_on(cpi.call("detach_disk", &[json!(vm.cid), json!(first)], None))
         .unwrap_or_else(|err| panic!("detach_disk: {err:#}"));
     call(
@@ -343,24 +329,15 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
 
     // A disk holding a partition table that is not ours (two partitions, one of them FAT): the
     // agent refuses it, writes nothing, and the store keeps its disk.
-    let foreign = runtime
+    let foreign = world
         .block_on(cpi.create_disk(64, &json!({}), Some(&vm.cid)))
         .unwrap_or_else(|err| panic!("create_disk: {err:#}"));
-    let hint4 = runtime
-        .block_on(cpi.attach_disk(&vm.cid, &foreign))
-        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
-    let foreign_dev = guest_device(&mut vm.machine, &foreign);
+    let foreign_dev = attach(&world, &cpi, &mut vm, &agent_id, &foreign);
     let machine = &mut vm.machine;
     machine.succeed(&format!(
         "printf ',16MiB,c\n,,L\n' | sfdisk -q {foreign_dev} && udevadm settle"
     ));
     let table = machine.succeed(&format!("sfdisk --dump {foreign_dev}"));
-    call(
-        &world,
-        &agent_id,
-        "add_persistent_disk",
-        vec![json!(foreign), hint4],
-    );
     let refused = world
         .call(
             &agent_id,

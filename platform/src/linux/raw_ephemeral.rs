@@ -157,6 +157,19 @@ mod tests {
         Resolver::new("")
     }
 
+    /// The raw ephemeral setup of `disks` on the host `/` with the identity resolver and no
+    /// instance-storage patterns.
+    fn setup(runner: &RecordingRunner, skip: bool, disks: &[DiskSettings]) -> Result<()> {
+        setup_raw_ephemeral_disks(
+            runner,
+            &HostPaths::with_root("/"),
+            &resolver(),
+            &InstanceStorage::default(),
+            skip,
+            disks,
+        )
+    }
+
     fn disks(paths: &[&str]) -> Vec<DiskSettings> {
         paths
             .iter()
@@ -210,16 +223,7 @@ mod tests {
             ],
             Reply::Ok(String::new()),
         );
-        let host = HostPaths::with_root("/");
-        setup_raw_ephemeral_disks(
-            &runner,
-            &host,
-            &resolver(),
-            &InstanceStorage::default(),
-            false,
-            &disks(&["/dev/vdc", "/dev/vdd"]),
-        )
-        .unwrap();
+        setup(&runner, false, &disks(&["/dev/vdc", "/dev/vdd"])).unwrap();
         assert!(runner.unused().is_empty(), "{:?}", runner.unused());
         assert_eq!(runner.recorded().len(), 4);
     }
@@ -236,16 +240,7 @@ mod tests {
                     .into(),
             ),
         );
-        let host = HostPaths::with_root("/");
-        setup_raw_ephemeral_disks(
-            &runner,
-            &host,
-            &resolver(),
-            &InstanceStorage::default(),
-            false,
-            &disks(&["/dev/vdc"]),
-        )
-        .unwrap();
+        setup(&runner, false, &disks(&["/dev/vdc"])).unwrap();
         assert_eq!(
             runner.recorded(),
             vec![vec!["parted", "-s", "/dev/vdc", "p"]]
@@ -255,36 +250,11 @@ mod tests {
     #[test]
     fn skip_disk_setup_and_no_disks_do_nothing_and_other_failures_are_errors() {
         let runner = RecordingRunner::new();
-        let host = HostPaths::with_root("/");
-        setup_raw_ephemeral_disks(
-            &runner,
-            &host,
-            &resolver(),
-            &InstanceStorage::default(),
-            true,
-            &disks(&["/dev/vdc"]),
-        )
-        .unwrap();
-        setup_raw_ephemeral_disks(
-            &runner,
-            &host,
-            &resolver(),
-            &InstanceStorage::default(),
-            false,
-            &[],
-        )
-        .unwrap();
+        setup(&runner, true, &disks(&["/dev/vdc"])).unwrap();
+        setup(&runner, false, &[]).unwrap();
         assert!(runner.recorded().is_empty());
 
-        let err = setup_raw_ephemeral_disks(
-            &runner,
-            &host,
-            &resolver(),
-            &InstanceStorage::default(),
-            false,
-            &disks(&[""]),
-        )
-        .unwrap_err();
+        let err = setup(&runner, false, &disks(&[""])).unwrap_err();
         assert!(
             err.to_string().starts_with("disks.raw_ephemeral[0]: "),
             "{err}"
