@@ -51,8 +51,15 @@ pub fn write_image(qcow2: &Path, image: &Path) -> Result<String, Error> {
     })
 }
 
-/// Writes the stemcell tarball at `tarball`: `stemcell.MF`, `packages.txt`,
-/// `dev_tools_file_list.txt`, then `image`.
+/// The stemcell tarball's entries, in order.
+pub const ENTRIES: [&str; 4] = [
+    "stemcell.MF",
+    "packages.txt",
+    "dev_tools_file_list.txt",
+    "image",
+];
+
+/// Writes the stemcell tarball at `tarball`: the [`ENTRIES`], `image` last.
 pub fn write_stemcell(
     tarball: &Path,
     manifest_yaml: &str,
@@ -62,11 +69,11 @@ pub fn write_stemcell(
     write_atomically(tarball, |file| {
         let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::none()));
         builder.sparse(false);
-        for (name, content) in [
-            ("stemcell.MF", manifest_yaml.as_bytes()),
-            ("packages.txt", customized.packages.as_bytes()),
-            ("dev_tools_file_list.txt", customized.dev_tools.as_bytes()),
-        ] {
+        for (name, content) in ENTRIES.iter().zip([
+            manifest_yaml.as_bytes(),
+            customized.packages.as_bytes(),
+            customized.dev_tools.as_bytes(),
+        ]) {
             let mut header = tar::Header::new_gnu();
             header.set_size(content.len() as u64);
             header.set_mode(0o644);
@@ -74,7 +81,7 @@ pub fn write_stemcell(
             header.set_cksum();
             builder.append_data(&mut header, name, content)?;
         }
-        builder.append_path_with_name(image, "image")?;
+        builder.append_path_with_name(image, ENTRIES[3])?;
         builder.into_inner()?.finish()?.flush()
     })
 }
@@ -161,15 +168,7 @@ mod tests {
         write_stemcell(&tarball, "name: x\n", &customized, &image).unwrap();
         let got = entries(&tarball);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "stemcell.MF",
-                "packages.txt",
-                "dev_tools_file_list.txt",
-                "image"
-            ]
-        );
+        assert_eq!(names, ENTRIES);
         assert_eq!(got[0].1, b"name: x\n");
         assert_eq!(got[1].1, b"bash\t5.2\n");
         assert_eq!(got[2].1, b"/usr/bin/gcc-12\n");

@@ -19,6 +19,7 @@ use flate2::read::GzDecoder;
 use sha1::{Digest, Sha1};
 use stemcell_builder::customize;
 use stemcell_builder::image;
+use stemcell_builder::tarball;
 
 fn agent_binary() -> PathBuf {
     let path = std::env::var_os("BOSH_AGENT_BIN").map_or_else(
@@ -120,15 +121,7 @@ fn builds_a_bootable_stemcell_with_the_agent() {
     // The tarball: stemcell.MF, packages.txt, dev_tools_file_list.txt, image.
     let entries = untar_gz(&tarball);
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "stemcell.MF",
-            "packages.txt",
-            "dev_tools_file_list.txt",
-            "image"
-        ]
-    );
+    assert_eq!(names, tarball::ENTRIES);
     let dev_tools = String::from_utf8(entries[2].1.clone()).unwrap();
     for file in [
         "/usr/bin/x86_64-linux-gnu-gcc-12",
