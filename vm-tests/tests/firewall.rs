@@ -19,6 +19,12 @@
 //! * §6.9 `bosh-enable-monit-access`: vcap cannot reach monit's port until a job's rule lets it:
 //!   a process in a BPM scope (`runc-bpm-<job>.scope`) gets one rule for its cgroup, tagged with
 //!   the job and replaced on every run; a caller outside BPM gets one rule for vcap's uid.
+//! * §6.5 `scsi` device path resolution: with `DevicePathResolutionType: scsi` in `agent.json`
+//!   and the CPI's `persistent_disk_bus: scsi`, a persistent disk hot-plugged at lun 0 of a
+//!   virtio-scsi controller is found by its id after a rescan, partitioned and mounted.
+//! * §4.2 and §5.2 tmpfs mode (`env.bosh.agent.settings.tmpfs`): the settings live on a tmpfs
+//!   at `bosh/settings` (0700), never in `bosh/settings.json`; an agent restart starts, a reboot
+//!   is refused (`Refusing to boot`): the VM must be recreated.
 //! * An agent restart changes no root disk partition and leaves each firewall rule once (chains
 //!   flushed and refilled).
 
@@ -90,7 +96,8 @@ fn partitions(table: &Value) -> Vec<Value> {
 fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_disk() {
     let mut world = support::world();
     let agent_id = uuid::Uuid::new_v4().to_string();
-    let env = world.env(&agent_id).unwrap();
+    let mut env = world.env(&agent_id).unwrap();
+    env["bosh"]["agent"] = json!({"settings": {"tmpfs": true}});
     let networks = world.networks();
     let mut vm = world
         .create_vm_with_properties(
@@ -99,7 +106,7 @@ fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_di
             env,
             json!({"ephemeral_disk_size": 0, "root_disk_size": ROOT_DISK_MIB,
                    "raw_ephemeral_disks": [64, 48], "raw_ephemeral_disk_bus": "nvme",
-                   "managed_nvme_disks": [32]}),
+                   "managed_nvme_disks": [32], "persistent_disk_bus": "scsi"}),
         )
         .unwrap_or_else(|err| panic!("{err:#}"));
     let timings = world
@@ -112,6 +119,23 @@ fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_di
         "agent bootstrap: {}",
         support::bootstrap_steps(machine.console().text())
     );
+
+    // Tmpfs mode: the settings on their tmpfs only, the boot-once markers written.
+    assert_eq!(
+        machine
+            .succeed("findmnt -n -o FSTYPE -M /var/vcap/bosh/settings")
+            .trim(),
+        "tmpfs"
+    );
+    assert_eq!(
+        machine.succeed(
+            "stat -c '%a %n' /var/vcap/bosh/settings /var/vcap/bosh/settings/settings.json"
+        ),
+        "700 /var/vcap/bosh/settings\n600 /var/vcap/bosh/settings/settings.json\n"
+    );
+    machine.fail("test -e /var/vcap/bosh/settings.json");
+    machine
+        .succeed("test -e /var/vcap/bosh/bootonce && test -e /var/vcap/bosh/canrestart/bootonce");
 
     // The firewall.
     let table = machine.succeed("nft list table inet bosh_agent");
@@ -282,6 +306,8 @@ fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_di
     let mut config: Value =
         serde_json::from_str(&machine.succeed("cat /var/vcap/bosh/agent.json")).unwrap();
     config["Platform"]["Linux"]["InstanceStorageManagedVolumePattern"] = json!(MANAGED_VOLUMES);
+    // Persistent disks on this VM are SCSI disks (the CPI's `persistent_disk_bus`).
+    config["Platform"]["Linux"]["DevicePathResolutionType"] = json!("scsi");
     machine.succeed(&format!(
         "cat > /var/vcap/bosh/agent.json <<'EOF'\n{config:#}\nEOF"
     ));
@@ -328,4 +354,54 @@ fn firewall_root_carve_and_nvme_raw_ephemeral_disks_on_a_vm_without_ephemeral_di
     ] {
         assert_eq!(table.matches(rule).count(), 1, "{rule}:\n{table}");
     }
+
+    // §6.5 `scsi` resolution against a real SCSI controller: the disk hot-plugged at a lun, the
+    // hosts rescanned, the disk found by its id among `/dev/disk/by-id/`, partitioned and mounted.
+    let cpi = support::cpi(&world);
+    let disk = world
+        .block_on(cpi.create_disk(512, &json!({}), Some(&vm.cid)))
+        .unwrap_or_else(|err| panic!("create_disk: {err:#}"));
+    let hint = world
+        .block_on(cpi.attach_disk(&vm.cid, &disk))
+        .unwrap_or_else(|err| panic!("attach_disk: {err:#}"));
+    assert_eq!(hint["lun"], "0", "{hint}");
+    let serial = hint["id"].as_str().unwrap().to_owned();
+    for (method, args) in [
+        ("add_persistent_disk", vec![json!(disk), hint.clone()]),
+        ("mount_disk", vec![json!(disk)]),
+    ] {
+        world
+            .call(&agent_id, method, args, PONG_TIMEOUT)
+            .unwrap_or_else(|err| panic!("{method}: {err:#}"));
+    }
+    let machine = &mut vm.machine;
+    let device = machine
+        .succeed(&format!(
+            "readlink -e /dev/disk/by-id/scsi-*{serial} | sort -u"
+        ))
+        .trim()
+        .to_owned();
+    assert!(device.starts_with("/dev/sd"), "{device}");
+    assert_eq!(
+        machine
+            .succeed("findmnt -n -o SOURCE -M /var/vcap/store")
+            .trim(),
+        format!("{device}1")
+    );
+    let hctl = machine.succeed(&format!("lsblk -dno HCTL {device}"));
+    assert!(
+        hctl.trim().ends_with(":0:0:0"),
+        "channel 0, target 0, lun 0: {hctl}"
+    );
+
+    // A reboot in tmpfs mode: the agent refuses to start (the service manager keeps trying).
+    let boot_id = vm.machine.boot_id();
+    world
+        .reboot_vm(&vm.cid)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    vm.machine.wait_for_reboot(&boot_id, PONG_TIMEOUT);
+    vm.machine
+        .wait_for_console("Refusing to boot", PONG_TIMEOUT);
+    vm.machine
+        .fail("test -e /var/vcap/bosh/canrestart/bootonce");
 }
