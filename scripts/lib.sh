@@ -39,10 +39,11 @@ ensure_rust() {
   done
 }
 
-# The Debian packages the build and the tests need.
 # The Debian packages the build and the tests need: the VM tests build a stemcell (debootstrap,
 # sfdisk from fdisk, mkfs.ext4 and debugfs from e2fsprogs, extlinux and syslinux's MBR) and boot it
 # under QEMU with config drives made by genisoimage.
 # libdbus-1-dev: the agent reaches systemd over D-Bus (the dbus crate links libdbus).
-PACKAGES=(build-essential pkg-config libdbus-1-dev ca-certificates nats-server ruby
+# libblkid-dev, clang, libclang-dev: the blkid crate links libblkid; its -sys crate runs bindgen.
+PACKAGES=(build-essential pkg-config libdbus-1-dev libblkid-dev clang libclang-dev ca-certificates
+  nats-server ruby
   qemu-system-x86 qemu-utils debootstrap fdisk e2fsprogs extlinux syslinux-common genisoimage)

@@ -93,9 +93,10 @@ impl Vm {
         LinuxPlatform::with_options(
             HostPaths::with_root(self.root.path()),
             &Dirs::new(self.path("var/vcap")),
-            runner,
+            runner.clone(),
             options,
         )
+        .with_prober(Arc::new(crate::linux::probe::CliProber(runner)))
         .with_timing(Timing {
             resolver,
             partition_retry: partition::Retry {
@@ -216,10 +217,10 @@ fn a_first_boot_runs_every_command_in_order() {
         ),
         (vec!["partprobe", &vdb], ""),
         (vec!["udevadm", "settle"], ""),
-        (vec!["blkid", "-p", &vdb1], "EXIT2"),
+        (vec!["blkid", "-p", "-o", "export", &vdb1], "EXIT2"),
         (vec!["mkswap", &vdb1], ""),
         (vec!["swapon", &vdb1], ""),
-        (vec!["blkid", "-p", &vdb2], "EXIT2"),
+        (vec!["blkid", "-p", "-o", "export", &vdb2], "EXIT2"),
         (vec!["mke2fs", "-t", "ext4", "-j", &vdb2], ""),
         (vec!["mount", &vdb2, &base_data], ""),
         (
@@ -395,8 +396,14 @@ fn a_restart_of_a_set_up_vm_repartitions_formats_and_mounts_nothing() {
             &["parted", "-m", &vdb, "unit", "B", "print"],
             Reply::Ok(print.clone()),
         );
-        runner.expect(&["blkid", "-p", &vdb1], Reply::Ok(blkid_swap.clone()));
-        runner.expect(&["blkid", "-p", &vdb2], Reply::Ok(blkid_ext4.clone()));
+        runner.expect(
+            &["blkid", "-p", "-o", "export", &vdb1],
+            Reply::Ok(blkid_swap.clone()),
+        );
+        runner.expect(
+            &["blkid", "-p", "-o", "export", &vdb2],
+            Reply::Ok(blkid_ext4.clone()),
+        );
     };
     reads(&first);
     run_all(&vm.platform(first.clone()), &settings());

@@ -2,9 +2,9 @@
 //! `platform/disk/linux_formatter.go`, `linux_mounter.go`): `<base>/data` (0750) is created, the
 //! disk is found ([`device_path`](crate::linux::device_path)), partitioned
 //! ([`partition`](crate::linux::partition)), the swap partition made swap (`mkswap`, unless
-//! `blkid -p` already says `swap`) and enabled (`swapon`, unless `/proc/swaps` lists it), the data
+//! libblkid already says `swap`) and enabled (`swapon`, unless `/proc/swaps` lists it), the data
 //! partition made ext4 (`mke2fs -t ext4 -j`, with `-E lazy_itable_init=1` when the kernel has the
-//! feature, unless `blkid -p` says ext4 or xfs; retried once when "apparently in use") and mounted
+//! feature, unless libblkid says ext4 or xfs; retried once when "apparently in use") and mounted
 //! on `<base>/data` (unless it is there already).
 //!
 //! The disk size is `/sys/class/block/<dev>/size` × 512; the RAM is `MemTotal` of `/proc/meminfo`.
@@ -24,6 +24,7 @@ use crate::cmd::{Cmd, CommandRunner};
 use crate::linux::device_path::{self, Resolver};
 use crate::linux::mounter::Mounter;
 use crate::linux::partition::{self, Kind, Retry};
+use crate::linux::probe::Prober;
 use crate::linux::{files, root_disk};
 
 /// What the ephemeral disk step needs besides the runner and the host.
@@ -37,6 +38,8 @@ pub struct EphemeralOptions<'a> {
     pub resolver: &'a Resolver,
     /// How partitioning commands are retried.
     pub retry: Retry,
+    /// What reads the partitions' signatures.
+    pub prober: &'a dyn Prober,
 }
 
 /// Sets up the ephemeral disk `disk` for the agent `agent_id`; answers whether the disk was found
@@ -65,7 +68,14 @@ pub fn setup_ephemeral_disk(
                 ));
             }
             let (swap, data) = root_disk::carve(runner, host, ram_size(host)?, swap_size_mib)?;
-            format_and_mount(runner, host, swap.as_deref(), &data, &data_dir)?;
+            format_and_mount(
+                runner,
+                host,
+                options.prober,
+                swap.as_deref(),
+                &data,
+                &data_dir,
+            )?;
             return Ok(false);
         }
     };
@@ -89,6 +99,7 @@ pub fn setup_ephemeral_disk(
     format_and_mount(
         runner,
         host,
+        options.prober,
         swap_partition.as_deref(),
         &data_partition,
         &data_dir,
@@ -101,12 +112,13 @@ pub fn setup_ephemeral_disk(
 fn format_and_mount(
     runner: &dyn CommandRunner,
     host: &HostPaths,
+    prober: &dyn Prober,
     swap: Option<&Path>,
     data_partition: &Path,
     data_dir: &Path,
 ) -> Result<()> {
     if let Some(path) = swap {
-        if filesystem_type(runner, path)?.as_deref() != Some("swap") {
+        if prober.probe(path)?.fs_type.as_deref() != Some("swap") {
             files::run(runner, Cmd::new("mkswap").arg(path))?;
         }
         if !is_swap_on(host, path)? {
@@ -114,7 +126,7 @@ fn format_and_mount(
         }
     }
     if !matches!(
-        filesystem_type(runner, data_partition)?.as_deref(),
+        prober.probe(data_partition)?.fs_type.as_deref(),
         Some("ext4" | "xfs")
     ) {
         make_ext4(runner, host, data_partition)?;
@@ -160,29 +172,6 @@ pub fn ram_size(host: &HostPaths) -> Result<u64> {
         })
         .map(|kib| kib * 1024)
         .ok_or_else(|| Error::Host(format!("no MemTotal in {}", path.display())))
-}
-
-/// The filesystem `blkid -p` finds on `partition`; `None` when there is none (exit 2, no stderr).
-pub(crate) fn filesystem_type(
-    runner: &dyn CommandRunner,
-    partition: &Path,
-) -> Result<Option<String>> {
-    let cmd = Cmd::new("blkid").arg("-p").arg(partition);
-    match runner.run(&cmd) {
-        Ok(output) => {
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            Ok(stdout
-                .split_once(" TYPE=\"")
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map(|(fs_type, _)| fs_type.to_owned()))
-        }
-        Err(crate::cmd::Error::Failed {
-            code: Some(2),
-            stderr,
-            ..
-        }) if stderr.trim().is_empty() => Ok(None),
-        Err(source) => Err(Error::command(&cmd, source)),
-    }
 }
 
 /// Whether `/proc/swaps` lists `partition`.
@@ -289,6 +278,7 @@ mod tests {
                     tries: 1,
                     delay: std::time::Duration::ZERO,
                 },
+                prober: &crate::linux::probe::CliProber(runner),
             };
             let disk = DiskSettings {
                 device_id: SERIAL.into(),
@@ -357,10 +347,16 @@ mod tests {
             ),
             (vec!["partprobe", &vdb], Reply::Ok(String::new())),
             (vec!["udevadm", "settle"], Reply::Ok(String::new())),
-            (vec!["blkid", "-p", &vdb1], Reply::Fail(2, String::new())),
+            (
+                vec!["blkid", "-p", "-o", "export", &vdb1],
+                Reply::Fail(2, String::new()),
+            ),
             (vec!["mkswap", &vdb1], Reply::Ok(String::new())),
             (vec!["swapon", &vdb1], Reply::Ok(String::new())),
-            (vec!["blkid", "-p", &vdb2], Reply::Fail(2, String::new())),
+            (
+                vec!["blkid", "-p", "-o", "export", &vdb2],
+                Reply::Fail(2, String::new()),
+            ),
             (
                 vec!["mke2fs", "-t", "ext4", "-j", &vdb2],
                 Reply::Ok(String::new()),
@@ -415,13 +411,13 @@ mod tests {
             )),
         );
         runner.expect(
-            &["blkid", "-p", &vdb1],
+            &["blkid", "-p", "-o", "export", &vdb1],
             Reply::Ok(format!(
                 "{vdb1}: UUID=\"x\" VERSION=\"1\" TYPE=\"swap\" USAGE=\"other\"\n"
             )),
         );
         runner.expect(
-            &["blkid", "-p", &vdb2],
+            &["blkid", "-p", "-o", "export", &vdb2],
             Reply::Ok(format!(
                 "{vdb2}: UUID=\"y\" VERSION=\"1.0\" TYPE=\"ext4\" USAGE=\"filesystem\"\n"
             )),
@@ -500,13 +496,13 @@ mod tests {
             ),
             (vec!["udevadm", "settle"], Reply::Ok(String::new())),
             (
-                vec!["blkid", "-p", "/dev/vda2"],
+                vec!["blkid", "-p", "-o", "export", "/dev/vda2"],
                 Reply::Fail(2, String::new()),
             ),
             (vec!["mkswap", "/dev/vda2"], Reply::Ok(String::new())),
             (vec!["swapon", "/dev/vda2"], Reply::Ok(String::new())),
             (
-                vec!["blkid", "-p", "/dev/vda3"],
+                vec!["blkid", "-p", "-o", "export", "/dev/vda3"],
                 Reply::Fail(2, String::new()),
             ),
             (
@@ -526,6 +522,7 @@ mod tests {
             linux: &vm.linux,
             resolver: &vm.resolver,
             retry: Retry::default(),
+            prober: &crate::linux::probe::CliProber(&runner),
         };
         let found = setup_ephemeral_disk(
             &runner,

@@ -36,6 +36,7 @@ pub mod ntp;
 pub mod partition;
 pub mod persistent;
 pub mod power;
+pub mod probe;
 pub mod raw_ephemeral;
 pub mod remove_listed;
 pub mod root_disk;
@@ -69,6 +70,7 @@ pub struct LinuxPlatform {
     /// Whether the ephemeral disk step found a disk (the root disk step needs it, as in Go).
     ephemeral_disk_found: std::sync::Mutex<Option<bool>>,
     unmount_retry: persistent::UnmountRetry,
+    prober: Arc<dyn probe::Prober>,
 }
 
 /// The waits and retries of the bootstrap (Go's; tests shorten them).
@@ -135,6 +137,7 @@ impl LinuxPlatform {
             ephemeral_disk_found: std::sync::Mutex::new(None),
             unmount_retry: persistent::UnmountRetry::default(),
             systemd: Arc::new(systemd::DbusSystemd::default()),
+            prober: Arc::new(probe::Libblkid),
         }
     }
 
@@ -147,6 +150,12 @@ impl LinuxPlatform {
     /// Replaces the waits and retries (tests use zero delays).
     pub fn with_timing(mut self, timing: Timing) -> LinuxPlatform {
         self.timing = timing;
+        self
+    }
+
+    /// Replaces what reads devices' signatures (tests script `blkid` through their runner).
+    pub fn with_prober(mut self, prober: Arc<dyn probe::Prober>) -> LinuxPlatform {
+        self.prober = prober;
         self
     }
 
@@ -164,6 +173,7 @@ impl LinuxPlatform {
             linux: &self.options,
             resolver: &self.timing.resolver,
             unmount_retry: self.unmount_retry,
+            prober: self.prober.as_ref(),
         }
     }
 
@@ -444,6 +454,7 @@ impl Platform for LinuxPlatform {
                     linux: &self.options,
                     resolver: &self.timing.resolver,
                     retry: self.timing.partition_retry,
+                    prober: self.prober.as_ref(),
                 };
                 let found = ephemeral::setup_ephemeral_disk(
                     runner,
@@ -475,7 +486,7 @@ impl Platform for LinuxPlatform {
                         !disk.path.is_empty() || !disk.id.is_empty() || !disk.device_id.is_empty()
                     }),
                 };
-                root_disk::grow_root(runner, &self.host, options)
+                root_disk::grow_root(runner, &self.host, self.prober.as_ref(), options)
             }
             Step::SharedMemory => self.layout().setup_shared_memory(),
             Step::LogDir => self.layout().setup_log_dir(),
@@ -569,7 +580,8 @@ mod tests {
             HostPaths::with_root(root.path()),
             &Dirs::new(root.path().join("var/vcap")),
             runner.clone(),
-        );
+        )
+        .with_prober(Arc::new(probe::CliProber(runner.clone())));
         Fixture {
             root,
             platform,

@@ -2,8 +2,8 @@
 //! `UnmountPersistentDisk`, `MigratePersistentDisk`, `IsPersistentDiskMounted`,
 //! `IsPersistentDiskMountable` in `platform/linux_platform.go`; §6.5 of the reference).
 //!
-//! Before anything is written the device is probed (`blkid -p -o export <dev>`, through the
-//! [`CommandRunner`]), and the table read with `sfdisk -J <dev>`:
+//! Before anything is written the device is probed with libblkid ([`probe`](crate::linux::probe):
+//! a filesystem `TYPE`, a table `PTTYPE`), and the table read with `sfdisk -J <dev>`:
 //! * nothing on it: one linux partition over the whole disk (`sfdisk <dev>` fed `,,L` up to
 //!   2 TiB; above, `parted -s <dev> mklabel gpt` and `parted -s <dev> unit MiB mkpart primary 1
 //!   100%`), then `udevadm trigger --settle <dev>` (Ignition's wait for the disk's own event), then
@@ -24,10 +24,6 @@
 //! the kernel says the target is busy. Migration remounts the old disk read-only, copies with
 //! Go's tar pipe (`--xattrs --xattrs-include=*.* --sparse`, run by bash with `pipefail` so a
 //! failing reader is not hidden), unmounts the old disk and mounts the new one in its place.
-//!
-//! libblkid through the `blkid` crate was not used: its `-sys` crate needs bindgen and libclang
-//! to build, and a library probe would go around the command runner, so the unit tests could not
-//! script what a device holds.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +36,7 @@ use crate::HostPaths;
 use crate::bootstrap::{Error, Result};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::linux::device_path::{self, Found, Resolver};
+use crate::linux::probe::{Probe, Prober};
 use crate::linux::{ephemeral, files};
 use crate::mount::{self, MountEntry};
 
@@ -84,15 +81,8 @@ pub struct PersistentDisks<'a> {
     pub resolver: &'a Resolver,
     /// How a busy unmount is retried.
     pub unmount_retry: UnmountRetry,
-}
-
-/// What `blkid -p -o export` says a device holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Probe {
-    /// `TYPE`: a filesystem (or swap, or another signature).
-    fs_type: Option<String>,
-    /// `PTTYPE`: a partition table.
-    table_type: Option<String>,
+    /// What reads devices' signatures.
+    pub prober: &'a dyn Prober,
 }
 
 /// One partition of `sfdisk -J`.
@@ -325,28 +315,9 @@ impl PersistentDisks<'_> {
         files::run(self.runner, cmd).map(drop)
     }
 
-    /// `blkid -p -o export <path>`; exit 2 with nothing said is "nothing found".
+    /// What `path` holds.
     fn probe(&self, path: &Path) -> Result<Probe> {
-        let cmd = Cmd::new("blkid").args(["-p", "-o", "export"]).arg(path);
-        match self.runner.run(&cmd) {
-            Ok(output) => {
-                let mut probe = Probe::default();
-                for line in String::from_utf8_lossy(&output.stdout).lines() {
-                    match line.split_once('=') {
-                        Some(("TYPE", value)) => probe.fs_type = Some(value.to_owned()),
-                        Some(("PTTYPE", value)) => probe.table_type = Some(value.to_owned()),
-                        _ => {}
-                    }
-                }
-                Ok(probe)
-            }
-            Err(crate::cmd::Error::Failed {
-                code: Some(2),
-                stderr,
-                ..
-            }) if stderr.trim().is_empty() => Ok(Probe::default()),
-            Err(source) => Err(Error::command(&cmd, source)),
-        }
+        self.prober.probe(path)
     }
 
     fn table(&self, device: &Path) -> Result<SfdiskTable> {

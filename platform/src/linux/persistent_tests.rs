@@ -84,6 +84,8 @@ impl Vm {
                 tries: 3,
                 delay: Duration::ZERO,
             },
+            // The tests' prober borrows their runner for as long as the disks do.
+            prober: Box::leak(Box::new(crate::linux::probe::CliProber(runner))),
         }
     }
 

@@ -19,7 +19,7 @@
 //! **Growth** ([`grow_root`]): skipped with `SkipDiskSetup`, when there is no ephemeral disk and
 //! the root disk was carved (growing would eat the carved space), or when the stemcell has no
 //! `growpart`. Otherwise `growpart <d> <n>` (a `NOCHANGE` failure is fine), then `resize2fs -f`
-//! (ext4) or `xfs_growfs -d` (xfs) on the root partition (`blkid -p` tells which).
+//! (ext4) or `xfs_growfs -d` (xfs) on the root partition (libblkid tells which).
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,8 @@ use crate::HostPaths;
 use crate::bootstrap::{Error, Result};
 use crate::cmd::{Cmd, CommandRunner};
 use crate::linux::partition::{self, Kind, MIB};
-use crate::linux::{device_path, ephemeral, files};
+use crate::linux::probe::Prober;
+use crate::linux::{device_path, files};
 
 /// The least space after the root partition a carve needs.
 pub const MIN_CARVE_BYTES: u64 = 1024 * MIB;
@@ -281,7 +282,12 @@ pub struct GrowOptions {
 }
 
 /// Grows the root partition and its filesystem to the end of the disk.
-pub fn grow_root(runner: &dyn CommandRunner, host: &HostPaths, options: GrowOptions) -> Result<()> {
+pub fn grow_root(
+    runner: &dyn CommandRunner,
+    host: &HostPaths,
+    prober: &dyn Prober,
+    options: GrowOptions,
+) -> Result<()> {
     if options.skip_disk_setup {
         return Ok(());
     }
@@ -307,7 +313,7 @@ pub fn grow_root(runner: &dyn CommandRunner, host: &HostPaths, options: GrowOpti
         Err(source) => return Err(Error::command(&growpart, source)),
     }
     let partition = device_path::partition_path(&root.device, root.number);
-    let resize = match ephemeral::filesystem_type(runner, &partition)?.as_deref() {
+    let resize = match prober.probe(&partition)?.fs_type.as_deref() {
         Some("ext4") => Cmd::new("resize2fs").arg("-f").arg(&partition),
         Some("xfs") => Cmd::new("xfs_growfs").arg("-d").arg(&partition),
         _ => {
@@ -535,11 +541,17 @@ mod tests {
             ),
         );
         runner.expect(
-            &["blkid", "-p", "/dev/vda1"],
+            &["blkid", "-p", "-o", "export", "/dev/vda1"],
             Reply::Ok("/dev/vda1: UUID=\"u\" TYPE=\"ext4\" USAGE=\"filesystem\"\n".into()),
         );
         runner.expect(&["resize2fs", "-f", "/dev/vda1"], Reply::Ok(String::new()));
-        grow_root(&runner, &host, WITH_DISK).unwrap();
+        grow_root(
+            &runner,
+            &host,
+            &crate::linux::probe::CliProber(&runner),
+            WITH_DISK,
+        )
+        .unwrap();
         assert!(runner.unused().is_empty(), "{:?}", runner.unused());
 
         let runner = RecordingRunner::new();
@@ -554,7 +566,13 @@ mod tests {
                 "FAILED: disk=/dev/vda partition=1: failed to resize".into(),
             ),
         );
-        let err = grow_root(&runner, &host, WITH_DISK).unwrap_err();
+        let err = grow_root(
+            &runner,
+            &host,
+            &crate::linux::probe::CliProber(&runner),
+            WITH_DISK,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "running growpart /dev/vda 1");
     }
 
@@ -562,12 +580,19 @@ mod tests {
     fn growth_is_skipped_when_the_reference_skips_it() {
         let (root, host) = host_with_root_on("/dev/vda1");
         let runner = RecordingRunner::new();
-        grow_root(&runner, &host, WITH_DISK).unwrap();
+        grow_root(
+            &runner,
+            &host,
+            &crate::linux::probe::CliProber(&runner),
+            WITH_DISK,
+        )
+        .unwrap();
         assert!(runner.recorded().is_empty(), "no growpart, nothing run");
         with_growpart(&root);
         grow_root(
             &runner,
             &host,
+            &crate::linux::probe::CliProber(&runner),
             GrowOptions {
                 skip_disk_setup: true,
                 ..WITH_DISK
@@ -577,6 +602,7 @@ mod tests {
         grow_root(
             &runner,
             &host,
+            &crate::linux::probe::CliProber(&runner),
             GrowOptions {
                 has_ephemeral_disk: false,
                 ..WITH_DISK
