@@ -1,5 +1,8 @@
-//! End-to-end tests of the rest of the Linux platform on one booted stemcell: systemd-networkd
-//! restarted over D-Bus, IPv6 enabled without a reboot, the NTP file, `ssh` setup and cleanup,
+//! End-to-end tests of the rest of the Linux platform on one booted stemcell on a dynamic network:
+//! its address from the default route in `apply` and `get_state` (§4.3), the passwords,
+//! vcap's authorized keys, `remove_dev_tools` and `remove_static_libraries` from `env.bosh`, the
+//! hardening mounts (§6.7) and the data dir's modes (§6.1), systemd-networkd restarted over D-Bus, IPv6 enabled without a reboot, the NTP file,
+//! `ssh` setup and cleanup,
 //! trusted certificates (`update_settings`), `sync_dns`, `fetch_logs system`,
 //! `delete_arp_entries`, and `shutdown` last (QEMU exits). Timings are printed, never asserted.
 
@@ -14,13 +17,18 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use support::{PONG_TIMEOUT, SETTLE_TIMEOUT};
-use vm_tests::harness::world::VM_IP;
+use vm_tests::harness::world::{DNS, GATEWAY, VM_IP};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 const NTP_SERVERS: [&str; 2] = ["10.0.2.2", "ntp.vm-tests.invalid"];
 const SSH_USER: &str = "bosh_abc";
 const ARP_IP: &str = "10.0.2.77";
 const DNS_RECORD: (&str, &str) = ("10.0.2.50", "db.vm-tests.bosh");
+/// `env.bosh.password`: a crypt(3) hash, set as it is for root and vcap.
+const PASSWORD_HASH: &str = "$6$vmtests$Jm0kyVNpB4m8bdEhp4M3c1ZLWMrG0tjQP8FSLAXsmB9qTzEbgi2ez.TcjuYEG1yHfNRpfBuqXjmBpE5iP6yS/0";
+/// `env.bosh.authorized_keys`: vcap's keys.
+const VCAP_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLaRQ6s9v2QQEOTM8zVyCMXf4uwrkR7qlDnsvnJxtvS vm-tests";
 
 /// Adds NTP servers to the CPI's `agent` section (the CPI reads its config on every request, so
 /// the VMs created afterwards get them in their settings).
@@ -29,6 +37,13 @@ fn give_ntp_servers(world: &vm_tests::harness::World) {
     let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     config["agent"]["ntp"] = json!(NTP_SERVERS);
     std::fs::write(&path, config.to_string()).unwrap();
+}
+
+/// One dynamic network, the default for DNS and the gateway.
+fn dynamic_networks() -> Value {
+    json!({"default": {
+        "type": "dynamic", "default": ["dns", "gateway"], "dns": [DNS], "cloud_properties": {}
+    }})
 }
 
 /// A throwaway CA certificate, as a director's `trusted_certs` carries.
@@ -46,9 +61,14 @@ fn the_os_operations_work_on_a_booted_stemcell() {
     let agent_id = uuid::Uuid::new_v4().to_string();
     let mut env = world.env(&agent_id).unwrap();
     env["bosh"]["ipv6"] = json!({"enable": true});
-    let networks = world.networks();
+    env["bosh"]["password"] = json!(PASSWORD_HASH);
+    env["bosh"]["authorized_keys"] = json!([VCAP_KEY]);
+    env["bosh"]["remove_dev_tools"] = json!(true);
+    env["bosh"]["remove_static_libraries"] = json!(true);
+    // A dynamic network: QEMU's DHCP server gives the guest VM_IP.
+    let networks = dynamic_networks();
     let mut vm = world
-        .create_vm_with(&agent_id, networks, env)
+        .create_vm_with(&agent_id, networks.clone(), env)
         .unwrap_or_else(|err| panic!("{err:#}"));
     // The boot reaching pong needs the networkd files applied: a restart of systemd-networkd,
     // which the agent asks systemd for over D-Bus.
@@ -62,6 +82,119 @@ fn the_os_operations_work_on_a_booted_stemcell() {
     eprintln!(
         "agent bootstrap: {}",
         support::bootstrap_steps(machine.console().text())
+    );
+
+    // §4.3 a DHCP network's address comes from the default route: `apply` records it in the
+    // spec, which `get_state` shows the director (its only way to learn a dynamic address).
+    // QEMU's DHCP server leaves the router out of its offers with `restrict=on`, so the route a
+    // cloud's DHCP server would give is added here.
+    vm.machine
+        .succeed(&format!("ip route replace default via {GATEWAY}"));
+    world
+        .call(
+            &agent_id,
+            "apply",
+            vec![json!({
+                "deployment": "vm-tests", "name": "os", "index": 0, "id": agent_id,
+                "az": "z1", "networks": networks,
+            })],
+            CALL_TIMEOUT,
+        )
+        .unwrap_or_else(|err| panic!("apply: {err:#}"));
+    let state = world
+        .call(&agent_id, "get_state", vec![], CALL_TIMEOUT)
+        .unwrap_or_else(|err| panic!("get_state: {err:#}"));
+    let default = &state["networks"]["default"];
+    let machine = &mut vm.machine;
+    assert_eq!(
+        (&default["ip"], &default["netmask"], &default["gateway"]),
+        (&json!(VM_IP), &json!("255.255.255.0"), &json!(GATEWAY)),
+        "{state:#}\n{}",
+        machine.succeed(
+            "ip route; cat /proc/net/route; head -50 /etc/systemd/network/*.network; networkctl status --no-pager || true"
+        )
+    );
+
+    // §5.1 passwords: root's and vcap's hashes are the env's (keep_root_password is off).
+    let shadow = machine.succeed("getent shadow root vcap | cut -d: -f1,2");
+    assert_eq!(
+        shadow,
+        format!("root:{PASSWORD_HASH}\nvcap:{PASSWORD_HASH}\n")
+    );
+    // §5.1 vcap's authorized keys, in a 0700 .ssh owned by vcap.
+    assert_eq!(
+        machine
+            .succeed("cat /home/vcap/.ssh/authorized_keys")
+            .trim(),
+        VCAP_KEY
+    );
+    assert_eq!(
+        machine.succeed("stat -c '%a %U:%G %n' /home/vcap/.ssh /home/vcap/.ssh/authorized_keys"),
+        "700 vcap:vcap /home/vcap/.ssh\n600 vcap:vcap /home/vcap/.ssh/authorized_keys\n"
+    );
+
+    // §5.1 steps 29-30: the stemcell's listed compilers, headers and static libraries are gone,
+    // the rest of the system is not.
+    for listed in [
+        "/usr/bin/x86_64-linux-gnu-gcc-12",
+        "/usr/bin/make",
+        "/usr/include/stdio.h",
+        "/usr/lib/x86_64-linux-gnu/libc.a",
+    ] {
+        machine.succeed(&format!(
+            "grep -qx {listed} /var/vcap/bosh/etc/dev_tools_file_list /var/vcap/bosh/etc/static_libraries_list"
+        ));
+        machine.fail(&format!("test -e {listed}"));
+    }
+    machine.succeed("test -x /usr/bin/bash && test -e /usr/lib/x86_64-linux-gnu/libc.so.6");
+
+    // §6.7 hardening: each mount point with its options.
+    for (target, options) in [
+        ("/tmp", &["nodev", "nosuid", "noexec"][..]),
+        ("/var/tmp", &["nodev", "nosuid", "noexec"]),
+        ("/var/log", &["nodev", "nosuid", "noexec"]),
+        ("/opt", &["nodev"]),
+        ("/var/opt", &["nodev"]),
+        ("/home", &["nodev", "nosuid"]),
+        ("/dev/shm", &["nodev", "nosuid", "noexec"]),
+    ] {
+        let mounted = machine.succeed(&format!("findmnt -n -o OPTIONS -M {target} | tail -n 1"));
+        let mounted: Vec<&str> = mounted.trim().split(',').collect();
+        for option in options {
+            assert!(
+                mounted.contains(option),
+                "{target} lacks {option}: {mounted:?}"
+            );
+        }
+    }
+    // /tmp and /var/tmp are the data disk's root_tmp, /var/log its root_log.
+    assert_eq!(
+        machine.succeed("stat -c '%a %U:%G' /tmp /var/tmp /var/vcap/data/root_tmp"),
+        "1777 root:vcap\n".repeat(3)
+    );
+    assert_eq!(
+        machine
+            .succeed("stat -c '%i' /tmp /var/vcap/data/root_tmp | uniq | wc -l")
+            .trim(),
+        "1",
+        "/tmp is a bind mount of root_tmp"
+    );
+    machine.fail("cp /bin/true /tmp/exe && /tmp/exe");
+    // §6.1 the data dir's modes and owners.
+    assert_eq!(
+        machine.succeed(
+            "cd /var/vcap/data && stat -c '%a %U:%G %n' sys sys/log sys/run jobs packages blobs \
+             dynamic_disks sensitive_blobs"
+        ),
+        "750 root:vcap sys\n750 root:vcap sys/log\n750 root:vcap sys/run\n750 root:vcap jobs\n\
+         755 root:vcap packages\n700 root:vcap blobs\n700 root:vcap dynamic_disks\n\
+         700 root:vcap sensitive_blobs\n"
+    );
+    assert_eq!(
+        machine
+            .succeed("findmnt -n -o FSTYPE -M /var/vcap/data/sys/run")
+            .trim(),
+        "tmpfs"
     );
 
     // systemd-networkd and systemd-resolved were restarted by the manager (no script, no
@@ -241,11 +374,11 @@ fn the_os_operations_work_on_a_booted_stemcell() {
         machine.succeed("cat /var/vcap/instance/dns/records.json"),
         records
     );
-    eprintln!(
-        "records.json: {}",
+    assert_eq!(
         machine
             .succeed("stat -c '%a %U %G' /var/vcap/instance/dns/records.json")
-            .trim()
+            .trim(),
+        "640 root vcap"
     );
 
     // fetch_logs system: the tarball in the blobstore holds a file seeded under /var/log.
