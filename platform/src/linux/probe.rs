@@ -116,14 +116,7 @@ where
 mod tests {
     use super::*;
 
-    fn run(program: &str, args: &[&str]) -> bool {
-        std::process::Command::new(program)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    }
+    use crate::cmd::{Cmd, CommandRunner as _, SystemRunner};
 
     #[test]
     fn libblkid_reads_filesystems_and_partition_tables_from_image_files() {
@@ -135,7 +128,9 @@ mod tests {
 
         let ext4 = dir.path().join("ext4.img");
         std::fs::copy(&blank, &ext4).unwrap();
-        assert!(run("mkfs.ext4", &["-q", "-F", ext4.to_str().unwrap()]));
+        SystemRunner
+            .run(&Cmd::new("mkfs.ext4").args(["-q", "-F"]).arg(&ext4))
+            .unwrap();
         assert_eq!(
             Libblkid.probe(&ext4).unwrap(),
             Probe {
@@ -146,15 +141,14 @@ mod tests {
 
         let table = dir.path().join("table.img");
         std::fs::copy(&blank, &table).unwrap();
-        let mut sfdisk = std::process::Command::new("sfdisk")
-            .args(["-q", table.to_str().unwrap()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
+        SystemRunner
+            .run(
+                &Cmd::new("sfdisk")
+                    .arg("-q")
+                    .arg(&table)
+                    .stdin(&b"label: gpt\n,,L\n"[..]),
+            )
             .unwrap();
-        std::io::Write::write_all(sfdisk.stdin.as_mut().unwrap(), b"label: gpt\n,,L\n").unwrap();
-        drop(sfdisk.stdin.take());
-        assert!(sfdisk.wait().unwrap().success());
         assert_eq!(
             Libblkid.probe(&table).unwrap(),
             Probe {
