@@ -332,6 +332,16 @@ mod tests {
 
     const GIB: u64 = 1024 * MIB;
 
+    /// [`grow_root`] with `blkid` scripted through `runner`.
+    fn grow(runner: &RecordingRunner, host: &HostPaths, options: GrowOptions) -> Result<()> {
+        grow_root(
+            runner,
+            host,
+            &crate::linux::probe::CliProber(runner),
+            options,
+        )
+    }
+
     fn part(number: u32, start: u64, end: u64, fs: &str) -> TablePartition {
         TablePartition {
             number,
@@ -545,13 +555,7 @@ mod tests {
             Reply::Ok("/dev/vda1: UUID=\"u\" TYPE=\"ext4\" USAGE=\"filesystem\"\n".into()),
         );
         runner.expect(&["resize2fs", "-f", "/dev/vda1"], Reply::Ok(String::new()));
-        grow_root(
-            &runner,
-            &host,
-            &crate::linux::probe::CliProber(&runner),
-            WITH_DISK,
-        )
-        .unwrap();
+        grow(&runner, &host, WITH_DISK).unwrap();
         assert!(runner.unused().is_empty(), "{:?}", runner.unused());
 
         let runner = RecordingRunner::new();
@@ -566,13 +570,7 @@ mod tests {
                 "FAILED: disk=/dev/vda partition=1: failed to resize".into(),
             ),
         );
-        let err = grow_root(
-            &runner,
-            &host,
-            &crate::linux::probe::CliProber(&runner),
-            WITH_DISK,
-        )
-        .unwrap_err();
+        let err = grow(&runner, &host, WITH_DISK).unwrap_err();
         assert_eq!(err.to_string(), "running growpart /dev/vda 1");
     }
 
@@ -580,29 +578,21 @@ mod tests {
     fn growth_is_skipped_when_the_reference_skips_it() {
         let (root, host) = host_with_root_on("/dev/vda1");
         let runner = RecordingRunner::new();
-        grow_root(
-            &runner,
-            &host,
-            &crate::linux::probe::CliProber(&runner),
-            WITH_DISK,
-        )
-        .unwrap();
+        grow(&runner, &host, WITH_DISK).unwrap();
         assert!(runner.recorded().is_empty(), "no growpart, nothing run");
         with_growpart(&root);
-        grow_root(
+        grow(
             &runner,
             &host,
-            &crate::linux::probe::CliProber(&runner),
             GrowOptions {
                 skip_disk_setup: true,
                 ..WITH_DISK
             },
         )
         .unwrap();
-        grow_root(
+        grow(
             &runner,
             &host,
-            &crate::linux::probe::CliProber(&runner),
             GrowOptions {
                 has_ephemeral_disk: false,
                 ..WITH_DISK
