@@ -128,8 +128,14 @@ fn persistent_disks_are_partitioned_mounted_migrated_and_remounted_after_a_reboo
     let table: Value =
         serde_json::from_str(&machine.succeed(&format!("sfdisk -J {first_dev}"))).unwrap();
     let partitions = table["partitiontable"]["partitions"].as_array().unwrap();
+    // The stemcell's agent.json says `PartitionerType: parted`: a GPT with Go's partition name.
+    assert_eq!(table["partitiontable"]["label"], "gpt", "{table:#}");
     assert_eq!(partitions.len(), 1, "{table:#}");
-    assert_eq!(partitions[0]["type"], "83", "{table:#}");
+    assert_eq!(
+        partitions[0]["type"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+        "{table:#}"
+    );
+    assert_eq!(partitions[0]["name"], "bosh-partition-0", "{table:#}");
     assert_eq!(
         machine.succeed("cat /var/vcap/bosh/managed_disk_settings.json"),
         first

@@ -4,16 +4,18 @@
 //!
 //! Before anything is written the device is probed with libblkid ([`probe`](crate::linux::probe):
 //! a filesystem `TYPE`, a table `PTTYPE`), and the table read with `sfdisk -J <dev>`:
-//! * nothing on it: one linux partition over the whole disk (`sfdisk <dev>` fed `,,L` up to
-//!   2 TiB; above, `parted -s <dev> mklabel gpt` and `parted -s <dev> unit MiB mkpart primary 1
-//!   100%`), then `udevadm trigger --settle <dev>` (Ignition's wait for the disk's own event), then
+//! * nothing on it: one linux partition over the whole disk, by the partitioner Go picks (the
+//!   disk's `persistent_disk_partitioner`, else `PartitionerType` of `agent.json`): `parted`
+//!   always makes a GPT (`parted -s <dev> mklabel gpt`, `parted -s <dev> unit B mkpart
+//!   bosh-partition-0 1048576 <last whole MiB - 1>`); `sfdisk` and the default feed `sfdisk <dev>`
+//!   `,,L` up to 2 TiB and use parted above; then `udevadm trigger --settle <dev>` (Ignition's wait for the disk's own event), then
 //!   the filesystem of `persistent_disk_fs` (`ext4`, the default: `mke2fs -t ext4 -j`; `xfs`:
 //!   `mkfs.xfs`; anything else is Go's `The filesystem type "<t>" is not supported`);
-//! * our layout (one linux partition): kept; when it ends more than 100 MiB before the disk does
+//! * our layout (one linux partition, unnamed or Go's `bosh-partition-0`): kept; when it ends more than 100 MiB before the disk does
 //!   it is grown (`growpart <dev> 1`) and, once mounted, so is its filesystem (`resize2fs -f
 //!   <part>`, `xfs_growfs -d <mount point>`); a partition without a filesystem gets one;
 //! * anything else (a filesystem on the whole disk, several partitions, a partition of another
-//!   type, the ephemeral disk's `bosh-partition-*`, a partition holding another filesystem) is
+//!   type, the ephemeral disk's `bosh-partition-<agent id>-<i>`, a partition holding another filesystem) is
 //!   refused, nothing written. Go repartitions some of these; we never destroy data we did not
 //!   write (Ignition's rule: reuse what matches, fail otherwise).
 //!
@@ -45,7 +47,10 @@ const MIB: u64 = 1024 * 1024;
 const SFDISK_LIMIT: u64 = 2 * 1024 * 1024 * MIB;
 /// A partition this much smaller than its disk is grown.
 const GROW_THRESHOLD: u64 = 100 * MIB;
-/// The GPT type of a linux filesystem partition.
+/// The name Go's parted partitioner gives a persistent disk's partition.
+pub const PERSISTENT_PARTITION_NAME: &str = "bosh-partition-0";
+
+/// GPT's linux filesystem partition type.
 const GPT_LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 
 /// How unmounting a busy disk is retried (Go: 600 tries, 1 s apart).
@@ -219,13 +224,16 @@ impl PersistentDisks<'_> {
             )));
         }
         if probe.table_type.is_none() {
-            self.partition_blank(device)?;
+            self.partition_blank(disk, device)?;
         } else {
             let table = self.table(device)?;
             let is_ours = match table.partitions.as_slice() {
+                // Go's parted partitioner names a persistent disk's partition
+                // `bosh-partition-0`; ephemeral partitions are `bosh-partition-<agent id>-<i>`.
                 [only] => {
                     (only.kind == "83" || only.kind.eq_ignore_ascii_case(GPT_LINUX))
-                        && !only.name.starts_with("bosh-partition")
+                        && (only.name == PERSISTENT_PARTITION_NAME
+                            || !only.name.starts_with("bosh-partition"))
                 }
                 _ => false,
             };
@@ -268,25 +276,46 @@ impl PersistentDisks<'_> {
         }
     }
 
-    fn partition_blank(&self, device: &Path) -> Result<()> {
-        let size = ephemeral::device_size(self.host, device)?;
-        if size <= SFDISK_LIMIT {
-            files::run(self.runner, Cmd::new("sfdisk").arg(device).stdin(",,L\n"))?;
+    /// One linux partition over the blank `device`, by the partitioner Go would use: the disk's
+    /// `persistent_disk_partitioner`, else the agent config's `PartitionerType`; `parted` always
+    /// parts with parted, `sfdisk` and the default with sfdisk up to 2 TiB (a DOS label's limit)
+    /// and parted above.
+    fn partition_blank(&self, disk: &DiskSettings, device: &Path) -> Result<()> {
+        let partitioner = if disk.partitioner.is_empty() {
+            self.linux.partitioner_type.as_str()
         } else {
-            files::run(
-                self.runner,
-                Cmd::new("parted")
-                    .arg("-s")
-                    .arg(device)
-                    .args(["mklabel", "gpt"]),
-            )?;
-            files::run(
-                self.runner,
-                Cmd::new("parted")
-                    .arg("-s")
-                    .arg(device)
-                    .args(["unit", "MiB", "mkpart", "primary", "1", "100%"]),
-            )?;
+            disk.partitioner.as_str()
+        };
+        let size = ephemeral::device_size(self.host, device)?;
+        match partitioner {
+            "" | "sfdisk" if size <= SFDISK_LIMIT => {
+                files::run(self.runner, Cmd::new("sfdisk").arg(device).stdin(",,L\n"))?;
+            }
+            "" | "sfdisk" | "parted" => {
+                // Go's parted partitioner: a GPT, one partition from 1 MiB to the last whole MiB.
+                files::run(
+                    self.runner,
+                    Cmd::new("parted")
+                        .arg("-s")
+                        .arg(device)
+                        .args(["mklabel", "gpt"]),
+                )?;
+                let end = (size.saturating_sub(1) / MIB) * MIB - 1;
+                files::run(
+                    self.runner,
+                    Cmd::new("parted")
+                        .arg("-s")
+                        .arg(device)
+                        .args(["unit", "B", "mkpart", PERSISTENT_PARTITION_NAME])
+                        .arg(MIB.to_string())
+                        .arg(end.to_string()),
+                )?;
+            }
+            other => {
+                return Err(Error::Settings(format!(
+                    "Unknown partitioner type '{other}'"
+                )));
+            }
         }
         self.settle(device)
     }

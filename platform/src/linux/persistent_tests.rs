@@ -293,13 +293,115 @@ fn a_disk_above_two_tib_gets_a_gpt_through_parted() {
             (vec!["parted", "-s", vdc, "mklabel", "gpt"], ok()),
             (
                 vec![
-                    "parted", "-s", vdc, "unit", "MiB", "mkpart", "primary", "1", "100%",
+                    "parted",
+                    "-s",
+                    vdc,
+                    "unit",
+                    "B",
+                    "mkpart",
+                    "bosh-partition-0",
+                    "1048576",
+                    "3298533834751",
                 ],
                 ok(),
             ),
             (vec!["udevadm", "trigger", "--settle", vdc], ok()),
             (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
             (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
+            (vec!["mount", vdc1, &vm.store], ok()),
+        ],
+    );
+    vm.disks(&runner).mount(&disk(), &vm.store()).unwrap();
+    assert!(runner.unused().is_empty(), "{:?}", runner.unused());
+}
+
+#[test]
+fn the_partitioner_is_the_disks_then_the_agents_and_go_s_parted_partition_is_ours() {
+    // `PartitionerType: parted` in agent.json: a GPT even on a small disk, as Go makes it.
+    let mut vm = vm(GIB);
+    vm.linux.partitioner_type = "parted".into();
+    let runner = RecordingRunner::new();
+    let (vdc, vdc1) = (vm.vdc.as_str(), vm.vdc1.as_str());
+    script(
+        &runner,
+        &[
+            (vec!["blkid", "-p", "-o", "export", vdc], nothing_found()),
+            (vec!["parted", "-s", vdc, "mklabel", "gpt"], ok()),
+            (
+                vec![
+                    "parted",
+                    "-s",
+                    vdc,
+                    "unit",
+                    "B",
+                    "mkpart",
+                    "bosh-partition-0",
+                    "1048576",
+                    "1072693247",
+                ],
+                ok(),
+            ),
+            (vec!["udevadm", "trigger", "--settle", vdc], ok()),
+            (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
+            (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
+            (vec!["mount", vdc1, &vm.store], ok()),
+        ],
+    );
+    vm.disks(&runner).mount(&disk(), &vm.store()).unwrap();
+    assert!(runner.unused().is_empty(), "{:?}", runner.unused());
+
+    // The disk's `persistent_disk_partitioner` wins over the agent's.
+    let runner = RecordingRunner::new();
+    script(
+        &runner,
+        &[
+            (vec!["blkid", "-p", "-o", "export", vdc], nothing_found()),
+            (vec!["sfdisk", vdc], ok()),
+            (vec!["udevadm", "trigger", "--settle", vdc], ok()),
+            (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
+            (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
+            (vec!["mount", vdc1, &vm.store], ok()),
+        ],
+    );
+    let sfdisk = DiskSettings {
+        partitioner: "sfdisk".into(),
+        ..disk()
+    };
+    vm.disks(&runner).mount(&sfdisk, &vm.store()).unwrap();
+    assert!(runner.unused().is_empty(), "{:?}", runner.unused());
+
+    // An unknown partitioner is Go's error, before anything is written.
+    let runner = RecordingRunner::new();
+    script(
+        &runner,
+        &[(vec!["blkid", "-p", "-o", "export", vdc], nothing_found())],
+    );
+    let unknown = DiskSettings {
+        partitioner: "fdisk".into(),
+        ..disk()
+    };
+    let err = vm.disks(&runner).mount(&unknown, &vm.store()).unwrap_err();
+    assert_eq!(err.to_string(), "Unknown partitioner type 'fdisk'");
+    assert_eq!(runner.recorded().len(), 1);
+
+    // A disk Go's parted partitioner made (its partition `bosh-partition-0`) is mounted as it is.
+    let runner = RecordingRunner::new();
+    let table = format!(
+        r#"{{"partitiontable": {{"label": "gpt", "device": "{vdc}", "unit": "sectors", "sectorsize": 512,
+  "partitions": [{{"node": "{vdc1}", "start": 2048, "size": 2091008, "type": "{GPT_LINUX}", "name": "bosh-partition-0"}}]}}}}"#
+    );
+    script(
+        &runner,
+        &[
+            (
+                vec!["blkid", "-p", "-o", "export", vdc],
+                Reply::Ok("PTTYPE=gpt\n".into()),
+            ),
+            (vec!["sfdisk", "-J", vdc], Reply::Ok(table)),
+            (
+                vec!["blkid", "-p", "-o", "export", vdc1],
+                Reply::Ok("TYPE=ext4\n".into()),
+            ),
             (vec!["mount", vdc1, &vm.store], ok()),
         ],
     );
