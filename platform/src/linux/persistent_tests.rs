@@ -117,6 +117,34 @@ fn script(runner: &RecordingRunner, steps: &[(Vec<&str>, Reply)]) {
     }
 }
 
+/// A blank disk made a GPT by Go's parted partitioner (its partition ending at byte `end`), then
+/// ext4 and mounted on the store.
+fn parted_and_mount<'a>(vm: &'a Vm, end: &'a str) -> Vec<(Vec<&'a str>, Reply)> {
+    let (vdc, vdc1) = (vm.vdc.as_str(), vm.vdc1.as_str());
+    vec![
+        (vec!["blkid", "-p", "-o", "export", vdc], nothing_found()),
+        (vec!["parted", "-s", vdc, "mklabel", "gpt"], ok()),
+        (
+            vec![
+                "parted",
+                "-s",
+                vdc,
+                "unit",
+                "B",
+                "mkpart",
+                "bosh-partition-0",
+                "1048576",
+                end,
+            ],
+            ok(),
+        ),
+        (vec!["udevadm", "trigger", "--settle", vdc], ok()),
+        (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
+        (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
+        (vec!["mount", vdc1, &vm.store], ok()),
+    ]
+}
+
 fn ok() -> Reply {
     Reply::Ok(String::new())
 }
@@ -285,32 +313,7 @@ fn a_partition_smaller_than_its_disk_is_grown_then_its_filesystem_once_mounted()
 fn a_disk_above_two_tib_gets_a_gpt_through_parted() {
     let vm = vm(3 * 1024 * GIB);
     let runner = RecordingRunner::new();
-    let (vdc, vdc1) = (vm.vdc.as_str(), vm.vdc1.as_str());
-    script(
-        &runner,
-        &[
-            (vec!["blkid", "-p", "-o", "export", vdc], nothing_found()),
-            (vec!["parted", "-s", vdc, "mklabel", "gpt"], ok()),
-            (
-                vec![
-                    "parted",
-                    "-s",
-                    vdc,
-                    "unit",
-                    "B",
-                    "mkpart",
-                    "bosh-partition-0",
-                    "1048576",
-                    "3298533834751",
-                ],
-                ok(),
-            ),
-            (vec!["udevadm", "trigger", "--settle", vdc], ok()),
-            (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
-            (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
-            (vec!["mount", vdc1, &vm.store], ok()),
-        ],
-    );
+    script(&runner, &parted_and_mount(&vm, "3298533834751"));
     vm.disks(&runner).mount(&disk(), &vm.store()).unwrap();
     assert!(runner.unused().is_empty(), "{:?}", runner.unused());
 }
@@ -322,31 +325,7 @@ fn the_partitioner_is_the_disks_then_the_agents_and_go_s_parted_partition_is_our
     vm.linux.partitioner_type = "parted".into();
     let runner = RecordingRunner::new();
     let (vdc, vdc1) = (vm.vdc.as_str(), vm.vdc1.as_str());
-    script(
-        &runner,
-        &[
-            (vec!["blkid", "-p", "-o", "export", vdc], nothing_found()),
-            (vec!["parted", "-s", vdc, "mklabel", "gpt"], ok()),
-            (
-                vec![
-                    "parted",
-                    "-s",
-                    vdc,
-                    "unit",
-                    "B",
-                    "mkpart",
-                    "bosh-partition-0",
-                    "1048576",
-                    "1072693247",
-                ],
-                ok(),
-            ),
-            (vec!["udevadm", "trigger", "--settle", vdc], ok()),
-            (vec!["blkid", "-p", "-o", "export", vdc1], nothing_found()),
-            (vec!["mke2fs", "-t", "ext4", "-j", vdc1], ok()),
-            (vec!["mount", vdc1, &vm.store], ok()),
-        ],
-    );
+    script(&runner, &parted_and_mount(&vm, "1072693247"));
     vm.disks(&runner).mount(&disk(), &vm.store()).unwrap();
     assert!(runner.unused().is_empty(), "{:?}", runner.unused());
 
