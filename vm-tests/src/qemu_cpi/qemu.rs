@@ -134,16 +134,22 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
             ),
         ]);
     }
-    for (index, serial) in machine.managed_nvme_serials.iter().enumerate() {
+    // A qcow2 image in the VM's directory as drive `id` of a `device` with `serial`.
+    let mut disk = |id: String, image: String, device: &str, serial: &str| {
         args.extend([
             "-drive".into(),
-            format!(
-                "if=none,id=managed{index},file={},format=qcow2",
-                path(&store::managed_nvme_disk(index))
-            ),
+            format!("if=none,id={id},file={},format=qcow2", path(&image)),
             "-device".into(),
-            format!("nvme,drive=managed{index},serial={serial}"),
+            format!("{device},drive={id},serial={serial}"),
         ]);
+    };
+    for (index, serial) in machine.managed_nvme_serials.iter().enumerate() {
+        disk(
+            format!("managed{index}"),
+            store::managed_nvme_disk(index),
+            "nvme",
+            serial,
+        );
     }
     let raw_device = if machine.raw_ephemeral_nvme {
         "nvme"
@@ -151,15 +157,12 @@ pub fn argv(vm_cid: &str, vm_dir: &Path, machine: &Machine, disks: &[StartDisk])
         "virtio-blk-pci"
     };
     for (index, serial) in machine.raw_ephemeral_serials.iter().enumerate() {
-        args.extend([
-            "-drive".into(),
-            format!(
-                "if=none,id=raw{index},file={},format=qcow2",
-                path(&store::raw_ephemeral_disk(index))
-            ),
-            "-device".into(),
-            format!("{raw_device},drive=raw{index},serial={serial}"),
-        ]);
+        disk(
+            format!("raw{index}"),
+            store::raw_ephemeral_disk(index),
+            raw_device,
+            serial,
+        );
     }
     args.extend([
         "-cdrom".into(),

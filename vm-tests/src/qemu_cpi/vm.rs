@@ -237,31 +237,35 @@ pub fn create_vm(cpi: &QemuCpi, request: &Request) -> Result<Value> {
             root = root.arg(format!("{mb}M"));
         }
         cpi.qemu_img(root, format!("creating the root disk of VM '{vm_cid}'"))?;
-        if resources.ephemeral_disk_mb > 0 {
+        // A blank sparse qcow2 of `mb` MiB named `name` in the VM's directory.
+        let blank = |name: &str, mb: u64, what: String| {
             cpi.qemu_img(
                 Cmd::new(&cpi.config.qemu_img)
                     .args(["create", "-q", "-f", "qcow2"])
-                    .arg(vm_dir.join(store::EPHEMERAL_DISK))
-                    .arg(format!("{}M", resources.ephemeral_disk_mb)),
-                format!("creating the ephemeral disk of VM '{vm_cid}'"),
+                    .arg(vm_dir.join(name))
+                    .arg(format!("{mb}M")),
+                format!("creating {what} of VM '{vm_cid}'"),
+            )
+        };
+        if resources.ephemeral_disk_mb > 0 {
+            blank(
+                store::EPHEMERAL_DISK,
+                resources.ephemeral_disk_mb,
+                "the ephemeral disk".to_owned(),
             )?;
         }
         for (index, mb) in resources.raw_ephemeral_disks_mb.iter().enumerate() {
-            cpi.qemu_img(
-                Cmd::new(&cpi.config.qemu_img)
-                    .args(["create", "-q", "-f", "qcow2"])
-                    .arg(vm_dir.join(store::raw_ephemeral_disk(index)))
-                    .arg(format!("{mb}M")),
-                format!("creating raw ephemeral disk {index} of VM '{vm_cid}'"),
+            blank(
+                &store::raw_ephemeral_disk(index),
+                *mb,
+                format!("raw ephemeral disk {index}"),
             )?;
         }
         for (index, mb) in resources.managed_nvme_disks_mb.iter().enumerate() {
-            cpi.qemu_img(
-                Cmd::new(&cpi.config.qemu_img)
-                    .args(["create", "-q", "-f", "qcow2"])
-                    .arg(vm_dir.join(store::managed_nvme_disk(index)))
-                    .arg(format!("{mb}M")),
-                format!("creating managed NVMe disk {index} of VM '{vm_cid}'"),
+            blank(
+                &store::managed_nvme_disk(index),
+                *mb,
+                format!("managed NVMe disk {index}"),
             )?;
         }
         iso::write_config_drive(cpi.runner.as_ref(), &vm_dir, &vm_cid, &record.settings)?;
